@@ -4,20 +4,148 @@
 
 from __future__ import annotations
 
+# The keys of a database connection, written once and indented into each fragment below.
+_DB_SUBOPTIONS = r"""
+host:
+  description: Server host name or address.
+  type: str
+port:
+  description: Server port.
+  type: int
+user:
+  description: User name.
+  type: str
+password:
+  description: Password. Never logged, never placed on a command line.
+  type: str
+database:
+  description: The database.
+  type: str
+config_file:
+  description:
+    - A C([client]) option file whose values fill the keys not given here (the way to pass AWX credentials).
+  type: path
+unix_socket:
+  description: Unix socket path, used instead of host and port.
+  type: path
+ssl:
+  description: TLS settings.
+  type: dict
+  suboptions:
+    ca:
+      description: CA certificate file.
+      type: path
+    cert:
+      description: Client certificate file.
+      type: path
+    key:
+      description: Client key file.
+      type: path
+    verify_server_cert:
+      description: Verify the server's certificate.
+      type: bool
+      default: true
+"""
+
+
+def _indent(text, spaces):
+    pad = " " * spaces
+    return "\n".join(pad + line if line else line for line in text.strip("\n").splitlines())
+
 
 class ModuleDocFragment:
-    """The shape of a database-connection option, shared by every module."""
+    """Connection options shared by every module of the collection."""
 
     DOCUMENTATION = r"""
 options: {}
 notes:
-  - Database connection options are dictionaries with the keys C(host), C(port), C(user), C(password),
-    C(database), C(config_file), C(unix_socket) and C(ssl) (C(ca), C(cert), C(key), C(verify_server_cert)).
-    C(config_file) is a C([client]) option file whose values fill the keys that are not given, which is how
-    AWX credentials are best passed.
   - Passwords are never placed on a command line; the MariaDB command-line tools receive them through a
     temporary 0600 option file that is removed when the call ends.
 requirements:
   - PyMySQL on the host that talks to the databases (the controller, unless C(migration_host) names another).
-  - mariadb-dump/mysqldump and mariadb/mysql clients for cross-server copies (PyMySQL streaming is the fallback).
+  - The mariadb-dump and mariadb (or mysqldump and mysql) clients for copies between servers; without them rows are
+    streamed through PyMySQL.
+"""
+
+    DB = r"""
+options:
+  db:
+    description: Connection to the network's database.
+    type: dict
+    required: true
+    suboptions:
+""" + _indent(_DB_SUBOPTIONS, 6) + "\n"
+
+    MIGRATION_DB = r"""
+options:
+  migration_db:
+    description:
+      - The migration database, where site tables are transformed. It must not be any environment's database.
+    type: dict
+    required: true
+    suboptions:
+""" + _indent(_DB_SUBOPTIONS, 6) + "\n"
+
+    ENVIRONMENTS = r"""
+options:
+  source:
+    description:
+      - The environment the site comes from, as C(wfu_environments[source_env]) combined with C({name: source_env}).
+    type: dict
+    required: true
+    suboptions: &environment
+      name:
+        description: The environment's name in C(wfu_environments) (dev, uat, pprd, prod, local, ...).
+        type: str
+        required: true
+      url:
+        description:
+          - The network's main site URL in this environment; scheme, host (with port) and base path are used.
+        type: str
+        required: true
+      table_prefix:
+        description: The environment's table prefix.
+        type: str
+        default: wp_
+      subsite_domain:
+        description:
+          - The domain under which the subdomain sites live (default the host of O(source.url)), for example
+            C(wfu.edu) when the main site is C(www.wfu.edu) and a subsite is C(news.wfu.edu).
+        type: str
+      site_domains:
+        description: Addresses of sites whose domain follows no pattern, keyed by blog id.
+        type: dict
+      aliases:
+        description:
+          - Named host names of this environment (CDN host, media bucket); a name present in both environments
+            makes a rule from the source's value to the target's.
+        type: dict
+      extra_replacements:
+        description: Literal pairs applied first when this environment is the source.
+        type: list
+        elements: dict
+        suboptions:
+          search:
+            description: Text to find.
+            type: str
+            required: true
+          replace:
+            description: Its replacement.
+            type: str
+            required: true
+          targets:
+            description: Apply only when migrating to these environments.
+            type: list
+            elements: str
+      db:
+        description: Connection to the environment's database.
+        type: dict
+        required: true
+        suboptions:
+""" + _indent(_DB_SUBOPTIONS, 10) + r"""
+  target:
+    description: The environment the site goes to, in the same shape as O(source).
+    type: dict
+    required: true
+    suboptions: *environment
 """

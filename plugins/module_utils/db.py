@@ -142,6 +142,11 @@ def same_server(a, b):
     return (host_a, a.get("port"), a.get("user")) == (host_b, b.get("port"), b.get("user"))
 
 
+def same_database(a, b):
+    """True when two connection mappings name the same database on the same server."""
+    return same_server(a, b) and resolve(a).get("database") == resolve(b).get("database")
+
+
 def connect(params, database=None, autocommit=True, connect_timeout=10, read_timeout=None, streaming=False):
     """Open a PyMySQL connection (utf8mb4) for a connection mapping."""
     if not HAS_PYMYSQL:

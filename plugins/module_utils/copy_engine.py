@@ -1,0 +1,706 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to wfu.multisite
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Copy tables from one database to another, streaming, in bounded memory.
+
+``copy_tables`` picks one of three ways:
+
+``insert_select``
+    both databases live on the same server (``db.same_server``): ``CREATE TABLE …
+    LIKE`` and one ``INSERT … SELECT`` per table; the rows never leave the server.
+``dump``
+    across servers: ``mariadb-dump`` (or ``mysqldump``) piped into ``mariadb`` (or
+    ``mysql``).  Each tool reads its password from its own 0600 option file given as
+    its first argument, never from argv.  When nothing has to be rewritten the two
+    processes are joined by one OS pipe; when tables are renamed on the way (staging
+    names in the target) or the destination lacks a MySQL 8 collation the source
+    uses, the stream passes through ``DumpRewriter``, which edits only statement
+    heads and table definitions, never row data.
+``pymysql``
+    when the client tools are missing (or asked for): rows stream from an
+    unbuffered cursor inside one consistent snapshot and go out as multi-row
+    INSERTs of a few MB, every value as a hex literal (binary-safe, utf8mb4).
+
+A destination table that already has one of the destination names is dropped and
+created anew: callers choose names that may be replaced.  Afterwards the row count
+of every destination table is compared with its source (``verify_copy``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+
+from ansible_collections.wfu.multisite.plugins.module_utils import tables as tbl
+from ansible_collections.wfu.multisite.plugins.module_utils.db import (
+    ConfigError, client_option_file, connect, describe, pymysql, qualified, quote_identifier, same_server,
+    validate_identifier)
+from ansible_collections.wfu.multisite.plugins.module_utils.errors import (
+    MISSING_BINARY, TIMEOUT, VERIFICATION, MigrationError, message_error_code, message_reason, redact)
+
+METHODS = ("auto", "insert_select", "dump", "pymysql")
+
+# How much the Python pump reads at once, and the pipe buffers it asks the kernel for.
+CHUNK = 1 << 20
+# Rows per INSERT statement of a dump (mariadb-dump's own default is ~1 MB).
+DUMP_NET_BUFFER_LENGTH = 1 << 20
+# Upper bound of one multi-row INSERT of the pymysql method (lowered to fit max_allowed_packet).
+PYMYSQL_STATEMENT_BYTES = 4 << 20
+
+DUMP_FLAGS = (
+    "--single-transaction",  # a consistent snapshot without locking the source
+    "--quick",
+    "--skip-lock-tables",
+    "--skip-add-locks",  # the loader needs no LOCK TABLES privilege
+    "--add-drop-table",  # destination tables of the same name are replaced
+    "--no-tablespaces",  # MySQL 8 asks for PROCESS otherwise
+    "--skip-triggers",  # WordPress has none; a trigger would still name the source table
+    "--skip-comments",
+    "--skip-dump-date",
+    "--hex-blob",
+    "--default-character-set=utf8mb4",
+    "--max-allowed-packet=1G",
+    "--net-buffer-length=%d" % DUMP_NET_BUFFER_LENGTH,
+)
+# Only MySQL's mysqldump has these; without them it fails against MariaDB or GTID-less targets.
+MYSQL_DUMP_FLAGS = ("--set-gtid-purged=OFF", "--column-statistics=0")
+LOAD_FLAGS = ("--binary-mode", "--batch", "--max-allowed-packet=1G", "--default-character-set=utf8mb4")
+
+# MySQL 8 collations that MariaDB 10.11 does not know, and the nearest collation it has.
+MYSQL_ONLY_COLLATIONS = {
+    "utf8mb4_0900_ai_ci": "utf8mb4_unicode_520_ci",
+    "utf8mb4_0900_as_ci": "utf8mb4_unicode_520_ci",
+    "utf8mb4_0900_as_cs": "utf8mb4_bin",
+    "utf8mb4_0900_bin": "utf8mb4_bin",
+}
+
+# Value renderers of the pymysql method, chosen by information_schema DATA_TYPE.
+NUMERIC_TYPES = frozenset(("tinyint", "smallint", "mediumint", "int", "integer", "bigint", "decimal", "numeric",
+                           "float", "double", "real", "year"))
+TEMPORAL_TYPES = frozenset(("date", "datetime", "timestamp", "time"))
+BYTE_TYPES = frozenset(("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "bit", "geometry",
+                        "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon",
+                        "geometrycollection", "geomcollection"))
+
+# The session a loader runs in: what a dump sets for itself (no strict mode, so WordPress's
+# zero dates load; no key checks), plus UTC so TIMESTAMP values cross without conversion.
+LOADING_SESSION = ("SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO', foreign_key_checks = 0, unique_checks = 0, "
+                   "time_zone = '+00:00'")
+
+# Statement heads that name a table in a dump: the only places a rename has to touch.
+_DUMP_HEADS = rb"DROP TABLE IF EXISTS |CREATE TABLE |INSERT INTO |LOCK TABLES |/\*!40000 ALTER TABLE |ALTER TABLE "
+# Lines of a CREATE TABLE in a dump: column and key lines start with two spaces, the table options with ")".
+# Row data never starts a line (dumps escape newlines inside values).
+_DEFINITION_LINE = re.compile(rb"\n(?:  `|\) ENGINE=)[^\n]*")
+
+
+# -- public entry point ---------------------------------------------------------------------------------------------
+
+def copy_tables(source, source_db, tables, dest, dest_db, rename=None, method="auto", work_dir=None, timeout=None):
+    """Copy ``tables`` from ``source_db`` to ``dest_db``; return what was copied.
+
+    ``source`` and ``dest`` are connection mappings (see db.py).  ``rename`` maps a
+    source table name to its destination name (tables not in it keep their names).
+    Destination tables with those names are replaced.  ``method`` is ``auto``,
+    ``insert_select``, ``dump`` or ``pymysql``; ``work_dir`` holds the option files
+    and stderr captures (default: the system temp dir); ``timeout`` (seconds) bounds
+    the whole copy.
+
+    Returns ``{method, tables: {dest_table: {rows, bytes}}, rows, bytes, seconds}``
+    where ``bytes`` is the source's data + index size.  Raises MigrationError
+    (phase ``copy``) classified ``systemic`` or ``site``.
+    """
+    started = time.monotonic()
+    deadline = Deadline(timeout)
+    mapping = destination_names(tables, rename)
+    validate_identifier(source_db, "database name")
+    validate_identifier(dest_db, "database name")
+    overlap = sorted(set(mapping.values()) & set(mapping))
+    if overlap and source_db == dest_db and same_server(source, dest):
+        raise ConfigError("copying %s into the same database under the same names would destroy them (%s); give "
+                          "the copies other names" % (_where(source, source_db), ", ".join(overlap)))
+    chosen = choose_method(source, dest, method)
+    if work_dir:
+        os.makedirs(work_dir, mode=0o700, exist_ok=True)
+    result = {"method": chosen, "tables": {}, "rows": 0, "bytes": 0, "seconds": 0.0}
+    if not mapping:
+        return result
+    try:
+        with connect(source, source_db) as conn, _kill_at_deadline(deadline, [(source, conn)]) as fired, \
+                _copying(None, deadline, fired):
+            sizes = tbl.table_stats(conn, source_db, list(mapping))
+            missing = [name for name in mapping if name not in sizes]
+            if missing:
+                raise MigrationError("source table %s does not exist in %s" % (", ".join(missing),
+                                                                               _where(source, source_db)),
+                                     table=missing[0], phase="copy", failure_class="site")
+            rows_before = tbl.exact_row_counts(conn, source_db, list(mapping))
+            collations = {} if chosen == "insert_select" else _collations_to_replace(conn, source_db, list(mapping),
+                                                                                      dest, dest_db)
+        if chosen == "insert_select":
+            _copy_by_insert_select(source, source_db, mapping, dest_db, deadline)
+        elif chosen == "dump":
+            _copy_by_dump(source, source_db, mapping, dest, dest_db, collations, work_dir, deadline)
+        else:
+            _copy_by_pymysql(source, source_db, mapping, dest, dest_db, collations, deadline)
+        counts = verify_copy(source, source_db, dest, dest_db, mapping, rows_before)
+    except MigrationError as exc:
+        exc.phase = exc.phase or "copy"
+        raise
+    except Exception as exc:
+        raise MigrationError.wrap(exc, phase="copy") from exc
+    for source_table, dest_table in mapping.items():
+        result["tables"][dest_table] = {"rows": counts[dest_table], "bytes": sizes[source_table]["bytes"]}
+    result["rows"] = sum(entry["rows"] for entry in result["tables"].values())
+    result["bytes"] = sum(entry["bytes"] for entry in result["tables"].values())
+    result["seconds"] = round(time.monotonic() - started, 3)
+    return result
+
+
+def destination_names(tables, rename=None):
+    """``{source_table: dest_table}`` in the order given; every name validated, no two sources on one name."""
+    rename = dict(rename or {})
+    mapping = {}
+    for table in tables:
+        mapping[validate_identifier(table, "table name")] = validate_identifier(rename.get(table, table), "table name")
+    unknown = sorted(set(rename) - set(mapping))
+    if unknown:
+        raise ConfigError("rename names tables that are not being copied: %s" % ", ".join(unknown))
+    targets = list(mapping.values())
+    clashes = sorted({name for name in targets if targets.count(name) > 1})
+    if clashes:
+        raise ConfigError("several tables would be copied to %s" % ", ".join(clashes))
+    return mapping
+
+
+def choose_method(source, dest, method="auto"):
+    """The copy method to use for ``method`` between these two connection mappings."""
+    if method not in METHODS:
+        raise ConfigError("unknown copy method %r; use one of %s" % (method, ", ".join(METHODS)))
+    same = same_server(source, dest)
+    if method == "auto":
+        if same:
+            return "insert_select"
+        return "dump" if client_tools() else "pymysql"
+    if method == "insert_select" and not same:
+        raise ConfigError("insert_select needs both databases on one server reached as one user; %s and %s are not"
+                          % (describe(source), describe(dest)))
+    if method == "dump":
+        required_client_tools()
+    return method
+
+
+def verify_copy(source, source_db, dest, dest_db, mapping, rows_before):
+    """Compare the row count of each destination table with its source; return ``{dest_table: rows}``.
+
+    ``rows_before`` are the source counts taken just before the copy.  A live source
+    may change while it is copied, so a destination that matches the source count
+    either before or after the copy is accepted; anything else raises MigrationError
+    (reason ``verification``).
+    """
+    with connect(dest, dest_db) as conn:
+        arrived = tbl.exact_row_counts(conn, dest_db, list(mapping.values()))
+    differing = [name for name, target in mapping.items() if arrived[target] != rows_before[name]]
+    if differing:
+        with connect(source, source_db) as conn:
+            rows_now = tbl.exact_row_counts(conn, source_db, differing)
+        for name in differing:
+            target = mapping[name]
+            if arrived[target] != rows_now[name]:
+                changed = " (the source changed during the copy)" if rows_now[name] != rows_before[name] else ""
+                raise MigrationError(
+                    "%s.%s has %d rows after the copy, but %s.%s had %d before the copy and has %d now%s"
+                    % (dest_db, target, arrived[target], source_db, name, rows_before[name], rows_now[name], changed),
+                    table=name, phase="copy", reason=VERIFICATION)
+    return arrived
+
+
+# -- command-line tools ----------------------------------------------------------------------------------------------
+
+def client_tools():
+    """``(dump_path, client_path)`` of one family (MariaDB's names first), or None when neither pair is installed."""
+    for dump_name, client_name in (("mariadb-dump", "mariadb"), ("mysqldump", "mysql")):
+        dump_path, client_path = shutil.which(dump_name), shutil.which(client_name)
+        if dump_path and client_path:
+            return dump_path, client_path
+    return None
+
+
+def required_client_tools():
+    """``client_tools()``, or MigrationError (systemic, reason missing_binary) when they are not installed."""
+    tools = client_tools()
+    if tools is None:
+        raise MigrationError("neither mariadb-dump and mariadb nor mysqldump and mysql were found on PATH",
+                             phase="copy", reason=MISSING_BINARY)
+    return tools
+
+
+def dump_binary():
+    """Path of mariadb-dump (or mysqldump); MigrationError (systemic, missing_binary) when none is installed."""
+    path = shutil.which("mariadb-dump") or shutil.which("mysqldump")
+    if path is None:
+        raise MigrationError("neither mariadb-dump nor mysqldump was found on PATH", reason=MISSING_BINARY)
+    return path
+
+
+@functools.lru_cache(maxsize=None)
+def is_mysql_dump(path):
+    """True when the dump binary at ``path`` is MySQL's mysqldump (it takes other flags than MariaDB's)."""
+    completed = subprocess.run([path, "--version"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                               check=False, timeout=30)
+    return "mariadb" not in (completed.stdout + completed.stderr).lower()
+
+
+def dump_command(dump_path, option_file, database, tables):
+    """argv of the dump: the option file first, then our flags, the database and its tables."""
+    flags = list(DUMP_FLAGS)
+    if is_mysql_dump(dump_path):
+        flags.extend(MYSQL_DUMP_FLAGS)
+    return [dump_path, "--defaults-extra-file=" + option_file] + flags + [database] + list(tables)
+
+
+def load_command(client_path, option_file, database):
+    """argv of the loader that reads a dump on stdin into ``database``."""
+    return [client_path, "--defaults-extra-file=" + option_file] + list(LOAD_FLAGS) + [database]
+
+
+class DumpRewriter:
+    """Edits a dump stream chunk by chunk: table names in statement heads, unknown collations in definitions.
+
+    Only bytes right after a newline are looked at, so the cost does not depend on
+    how long the (multi-MB) INSERT lines are.  A chunk is cut after its last newline
+    when that is within ``LOOKBACK`` bytes of its end, and the rest is carried to the
+    next chunk, so a statement head or a definition line is never split.
+    """
+
+    LOOKBACK = 64 * 1024
+
+    def __init__(self, renames=None, collations=None):
+        self._steps = []
+        renames = {name.encode("ascii"): new.encode("ascii") for name, new in (renames or {}).items() if name != new}
+        if renames:
+            heads = re.compile(rb"\n(" + _DUMP_HEADS + rb")`(" +
+                               b"|".join(re.escape(name) for name in renames) + rb")`")
+
+            def rename_head(match):
+                return b"\n" + match.group(1) + b"`" + renames[match.group(2)] + b"`"
+
+            self._steps.append(functools.partial(heads.sub, rename_head))
+        if collations:
+            self._steps.append(functools.partial(rewrite_collations, collations=collations))
+        # A newline in front of the stream lets its first line match like any other; it is dropped on output.
+        self._carry = b"\n"
+        self._leading_newline = True
+
+    @property
+    def active(self):
+        """False when the stream would pass unchanged (then no Python pump is needed)."""
+        return bool(self._steps)
+
+    def feed(self, chunk):
+        """Rewrite what can be rewritten of ``chunk``; return the bytes ready to send."""
+        buffer = self._carry + chunk
+        cut = buffer.rfind(b"\n", max(0, len(buffer) - self.LOOKBACK))
+        if cut < 0:
+            cut = len(buffer)
+        self._carry = buffer[cut:]
+        return self._apply(buffer[:cut])
+
+    def finish(self):
+        """The rewritten remainder at the end of the stream."""
+        rest, self._carry = self._carry, b""
+        return self._apply(rest)
+
+    def _apply(self, data):
+        for step in self._steps:
+            data = step(data)
+        if self._leading_newline and data:
+            self._leading_newline = False
+            data = data[1:]
+        return data
+
+
+def rewrite_collations(text, collations):
+    """Replace ``COLLATE x`` / ``COLLATE=x`` for the collations in ``{old: new}`` on table-definition lines.
+
+    ``text`` is dump text or a ``SHOW CREATE TABLE`` statement (bytes).
+    """
+    names = {old.encode("ascii"): new.encode("ascii") for old, new in collations.items()}
+    clause = re.compile(rb"(COLLATE[= ])(" + b"|".join(re.escape(name) for name in names) + rb")\b")
+
+    def replace_in_line(match):
+        return clause.sub(lambda found: found.group(1) + names[found.group(2)], match.group(0))
+
+    if not text.startswith(b"\n"):
+        return _DEFINITION_LINE.sub(replace_in_line, b"\n" + text)[1:]
+    return _DEFINITION_LINE.sub(replace_in_line, text)
+
+
+def _collations_to_replace(source_conn, source_db, tables, dest, dest_db):
+    """``{collation: replacement}`` for the MySQL-only collations these tables use and the destination lacks."""
+    names = list(MYSQL_ONLY_COLLATIONS)
+    marks = ", ".join(["%s"] * len(names))
+    table_marks = ", ".join(["%s"] * len(tables))
+    with source_conn.cursor() as cur:
+        cur.execute("SELECT DISTINCT COLLATION_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %%s "
+                    "AND TABLE_NAME IN (%s) AND COLLATION_NAME IN (%s) UNION SELECT DISTINCT TABLE_COLLATION "
+                    "FROM information_schema.TABLES WHERE TABLE_SCHEMA = %%s AND TABLE_NAME IN (%s) "
+                    "AND TABLE_COLLATION IN (%s)" % (table_marks, marks, table_marks, marks),
+                    [source_db] + tables + names + [source_db] + tables + names)
+        used = {_text(row[0]) for row in cur.fetchall()}
+    if not used:
+        return {}
+    with connect(dest, dest_db) as conn, conn.cursor() as cur:
+        cur.execute("SELECT COLLATION_NAME FROM information_schema.COLLATIONS WHERE COLLATION_NAME IN (%s)"
+                    % ", ".join(["%s"] * len(used)), sorted(used))
+        known = {_text(row[0]) for row in cur.fetchall()}
+    return {name: MYSQL_ONLY_COLLATIONS[name] for name in sorted(used - known)}
+
+
+def _copy_by_dump(source, source_db, mapping, dest, dest_db, collations, work_dir, deadline):
+    dump_path, client_path = required_client_tools()
+    rewriter = DumpRewriter(renames=mapping, collations=collations)
+    with contextlib.ExitStack() as stack:
+        source_options = stack.enter_context(client_option_file(source, work_dir))
+        dest_options = stack.enter_context(client_option_file(dest, work_dir))
+        dump_errors = stack.enter_context(tempfile.TemporaryFile(prefix="wfu-dump-", dir=work_dir))
+        load_errors = stack.enter_context(tempfile.TemporaryFile(prefix="wfu-load-", dir=work_dir))
+        pipeline = DumpPipeline(dump_command(dump_path, source_options, source_db, list(mapping)),
+                                load_command(client_path, dest_options, dest_db),
+                                dump_errors, load_errors, rewriter if rewriter.active else None, deadline)
+        pipeline.run()
+        failure = None if pipeline.timed_out else pipeline.failure()
+    if pipeline.timed_out:
+        raise deadline.error()
+    if failure:
+        side, text = failure
+        if side == "dump":
+            action, where, program = "dumping from", _where(source, source_db), dump_path
+        else:
+            action, where, program = "loading into", _where(dest, dest_db), client_path
+        named = re.search(r"table [`'\"]?([A-Za-z0-9_$]+)", text)
+        raise MigrationError("%s %s (%s) failed: %s" % (action, where, os.path.basename(program),
+                                                         text or "no error message"),
+                             table=named.group(1) if named and named.group(1) in mapping else None, phase="copy",
+                             error_code=message_error_code(text), reason=message_reason(text))
+
+
+class DumpPipeline:
+    """``dump | load`` with pipefail semantics, a deadline, and no child left behind.
+
+    stderr of each side goes to its own temp file (pipes could fill up and
+    deadlock).  A supervisor thread kills the other side as soon as one side
+    fails, and both at the deadline.  With a rewriter the stream is pumped
+    through Python; without one the loader reads the dump's pipe directly.
+    """
+
+    def __init__(self, dump_argv, load_argv, dump_errors, load_errors, rewriter, deadline):
+        self.dump_argv = dump_argv
+        self.load_argv = load_argv
+        self.dump_errors = dump_errors
+        self.load_errors = load_errors
+        self.rewriter = rewriter
+        self.deadline = deadline
+        self.dump = None
+        self.load = None
+        self.killed = set()
+        self.timed_out = False
+        self._done = threading.Event()
+
+    def run(self):
+        supervisor = threading.Thread(target=self._supervise, name="wfu-copy-supervisor", daemon=True)
+        try:
+            self.dump = subprocess.Popen(self.dump_argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=self.dump_errors, pipesize=CHUNK)
+            if self.rewriter is None:
+                self.load = subprocess.Popen(self.load_argv, stdin=self.dump.stdout, stdout=subprocess.DEVNULL,
+                                             stderr=self.load_errors)
+                # Only the loader may hold the read end, or the dump would not notice the loader dying.
+                self.dump.stdout.close()
+            else:
+                self.load = subprocess.Popen(self.load_argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                             stderr=self.load_errors, pipesize=CHUNK)
+            supervisor.start()
+            if self.rewriter is not None:
+                self._pump()
+            self.dump.wait()
+            self.load.wait()
+        finally:
+            self._done.set()
+            for process in (self.dump, self.load):
+                if process is not None:
+                    if process.poll() is None:
+                        self.killed.add(process.pid)
+                        process.kill()
+                    process.wait()
+                    for stream in (process.stdin, process.stdout):
+                        if stream is not None:
+                            with contextlib.suppress(OSError):
+                                stream.close()
+            if supervisor.is_alive():
+                supervisor.join()
+
+    def failure(self):
+        """None when both sides succeeded, else ``(side, stderr text)`` of the side that failed first."""
+        if self._dump_failed_on_its_own():
+            # A dump that broke off leaves the loader a truncated statement: its complaint is a consequence.
+            return "dump", _tail(self.dump_errors)
+        if self.load.returncode != 0:
+            return "load", _tail(self.load_errors)
+        if self.dump.returncode != 0:
+            return "dump", _tail(self.dump_errors)
+        return None
+
+    def _dump_failed_on_its_own(self):
+        """A non-zero exit that we did not cause by killing it, nor the loader by going away (SIGPIPE/EPIPE)."""
+        if self.dump.returncode == 0 or self.dump.pid in self.killed or self.dump.returncode == -13:
+            return False
+        return "errno 32" not in _tail(self.dump_errors)
+
+    def _pump(self):
+        source = self.dump.stdout.fileno()
+        target = self.load.stdin.fileno()
+        try:
+            while True:
+                chunk = os.read(source, CHUNK)
+                if not chunk:
+                    break
+                _write_all(target, self.rewriter.feed(chunk))
+            _write_all(target, self.rewriter.finish())
+        except BrokenPipeError:
+            pass  # the loader exited; its stderr says why
+        finally:
+            with contextlib.suppress(OSError):
+                self.load.stdin.close()
+            with contextlib.suppress(OSError):
+                self.dump.stdout.close()
+
+    def _supervise(self):
+        processes = (self.dump, self.load)
+        while not self._done.wait(0.05):
+            codes = [process.poll() for process in processes]
+            if all(code == 0 for code in codes):
+                return
+            if self.deadline.expired():
+                self.timed_out = True
+            elif all(code in (None, 0) for code in codes):
+                continue
+            for process in processes:
+                if process.poll() is None:
+                    self.killed.add(process.pid)
+                    with contextlib.suppress(OSError):
+                        process.kill()
+            return
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _tail(handle, limit=4000):
+    handle.flush()
+    handle.seek(0, os.SEEK_END)
+    size = handle.tell()
+    handle.seek(max(0, size - limit))
+    return redact(handle.read().decode("utf-8", "replace").strip())
+
+
+# -- same server: INSERT ... SELECT ----------------------------------------------------------------------------------
+
+def _copy_by_insert_select(source, source_db, mapping, dest_db, deadline):
+    with connect(source, source_db) as conn, _kill_at_deadline(deadline, [(source, conn)]) as fired, \
+            conn.cursor() as cur:
+        cur.execute(LOADING_SESSION)
+        for name, target in mapping.items():
+            with _copying(name, deadline, fired):
+                columns = ", ".join(quote_identifier(column) for column, _kind in _copyable_columns(cur, source_db, name))
+                cur.execute("DROP TABLE IF EXISTS " + qualified(dest_db, target))
+                cur.execute("CREATE TABLE %s LIKE %s" % (qualified(dest_db, target), qualified(source_db, name)))
+                cur.execute("INSERT INTO %s (%s) SELECT %s FROM %s" % (
+                    qualified(dest_db, target), columns, columns, qualified(source_db, name)))
+
+
+@contextlib.contextmanager
+def _copying(table, deadline, fired):
+    """Give any failure while copying ``table`` its context; a query killed at the deadline is a timeout."""
+    if deadline.expired():
+        raise deadline.error(table)
+    try:
+        yield
+    except MigrationError:
+        raise
+    except Exception as exc:
+        if fired.is_set():
+            raise deadline.error(table) from exc
+        raise MigrationError.wrap(exc, table=table, phase="copy") from exc
+
+
+def _copyable_columns(cur, database, table):
+    """``[(column, data_type)]`` in table order, without generated columns (they cannot be inserted).
+
+    Unlike ``SELECT *`` the list includes MariaDB's invisible columns.
+    """
+    cur.execute("SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
+                "AND TABLE_NAME = %s AND COALESCE(GENERATION_EXPRESSION, '') = '' ORDER BY ORDINAL_POSITION",
+                (database, table))
+    return [(_text(column), _text(kind).lower()) for column, kind in cur.fetchall()]
+
+
+# -- no client tools: stream through PyMySQL -------------------------------------------------------------------------
+
+def _copy_by_pymysql(source, source_db, mapping, dest, dest_db, collations, deadline):
+    with connect(source, source_db) as reader, connect(dest, dest_db) as writer, \
+            _kill_at_deadline(deadline, [(source, reader), (dest, writer)]) as fired:
+        # Values arrive as the server's bytes and go back as literals: nothing is decoded or converted.
+        reader.use_unicode = False
+        reader.decoders = {}
+        with reader.cursor() as meta, writer.cursor() as out:
+            meta.execute("SET SESSION time_zone = '+00:00'")
+            meta.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            meta.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            out.execute(LOADING_SESSION)
+            out.execute("SELECT @@max_allowed_packet")
+            packet_limit = int(out.fetchone()[0])
+            for name, target in mapping.items():
+                with _copying(name, deadline, fired):
+                    columns = _copyable_columns(meta, source_db, name)
+                    meta.execute("SHOW CREATE TABLE " + qualified(source_db, name))
+                    create = _renamed_definition(meta.fetchone()[1], name, target, collations)
+                    out.execute("DROP TABLE IF EXISTS " + qualified(dest_db, target))
+                    out.execute(create)
+                    _stream_rows(reader, out, (source_db, name), (dest_db, target), columns, packet_limit, deadline)
+            meta.execute("COMMIT")
+
+
+def _stream_rows(reader, out, source, target, columns, packet_limit, deadline):
+    """Send the rows of the ``(database, table)`` source as multi-row INSERTs of a few MB into ``target``."""
+    statement_limit = max(64 * 1024, min(PYMYSQL_STATEMENT_BYTES, packet_limit - 64 * 1024))
+    column_list = ", ".join(quote_identifier(column) for column, _kind in columns)
+    head = ("INSERT INTO %s (%s) VALUES " % (qualified(*target), column_list)).encode("utf-8")
+    renderers = [_renderer(kind) for _column, kind in columns]
+    with reader.cursor(pymysql.cursors.SSCursor) as rows:
+        rows.execute("SELECT %s FROM %s" % (column_list, qualified(*source)))
+        batch, size = [], len(head)
+        for row in rows:
+            values = b"(" + b",".join(b"NULL" if value is None else render(value)
+                                      for render, value in zip(renderers, row)) + b")"
+            if len(head) + len(values) > packet_limit:
+                raise MigrationError("a row of %s.%s needs a %d-byte statement, more than the destination's "
+                                     "max_allowed_packet (%d); raise max_allowed_packet on the destination server"
+                                     % (source[0], source[1], len(head) + len(values), packet_limit),
+                                     table=source[1], phase="copy", failure_class="site")
+            if batch and size + len(values) + 1 > statement_limit:
+                out.execute(head + b",".join(batch))
+                if deadline.expired():
+                    raise deadline.error(source[1])
+                batch, size = [], len(head)
+            batch.append(values)
+            size += len(values) + 1
+        if batch:
+            out.execute(head + b",".join(batch))
+
+
+def _renderer(kind):
+    """How one column's raw value becomes an SQL literal."""
+    if kind in NUMERIC_TYPES:
+        return _as_is
+    if kind in TEMPORAL_TYPES:
+        return _quoted
+    if kind in BYTE_TYPES:
+        return _hex_bytes
+    return _hex_text
+
+
+def _as_is(value):
+    return value
+
+
+def _quoted(value):
+    return b"'" + value + b"'"
+
+
+def _hex_bytes(value):
+    return b"X'" + value.hex().encode("ascii") + b"'"
+
+
+def _hex_text(value):
+    # The introducer keeps it a utf8mb4 string, converted to the column's character set on insert.
+    return b"_utf8mb4 X'" + value.hex().encode("ascii") + b"'"
+
+
+def _renamed_definition(create, name, target, collations):
+    """``SHOW CREATE TABLE`` output of ``name`` made to create ``target`` (bytes)."""
+    create = create if isinstance(create, bytes) else create.encode("utf-8")
+    head = re.match(rb"CREATE TABLE `(?:[^`]|``)+`", create)
+    if head is None:
+        raise MigrationError("%s is not a base table (a view?); only tables can be copied" % name, table=name,
+                             phase="copy", failure_class="site")
+    create = b"CREATE TABLE " + quote_identifier(target).encode("utf-8") + create[head.end():]
+    return rewrite_collations(create, collations) if collations else create
+
+
+# -- deadline ---------------------------------------------------------------------------------------------------------
+
+class Deadline:
+    """A point in time after which the copy gives up (None: never)."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds or None
+        self.at = time.monotonic() + seconds if seconds else None
+
+    def remaining(self):
+        return None if self.at is None else max(0.0, self.at - time.monotonic())
+
+    def expired(self):
+        return self.at is not None and time.monotonic() >= self.at
+
+    def error(self, table=None):
+        return MigrationError("the copy did not finish within %s s" % self.seconds, table=table, phase="copy",
+                              reason=TIMEOUT)
+
+
+@contextlib.contextmanager
+def _kill_at_deadline(deadline, connections):
+    """At the deadline, ``KILL QUERY`` what the given connections are running (from fresh connections).
+
+    Yields an Event that is set once the deadline fired.
+    """
+    fired = threading.Event()
+    if deadline.at is None:
+        yield fired
+        return
+    targets = [(params, conn.thread_id()) for params, conn in connections]
+
+    def kill():
+        fired.set()
+        for params, thread_id in targets:
+            with contextlib.suppress(Exception), connect(params) as killer, killer.cursor() as cur:
+                cur.execute("KILL QUERY %d" % int(thread_id))
+
+    timer = threading.Timer(deadline.remaining(), kill)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield fired
+    finally:
+        timer.cancel()
+        timer.join()
+
+
+def _where(params, database):
+    """``host:port/database`` for messages (never the password)."""
+    return "%s/%s" % (describe(params).rsplit("/", 1)[0], database)
+
+
+def _text(value):
+    return value.decode("utf-8") if isinstance(value, bytes) else value

@@ -1,0 +1,520 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to wfu.multisite
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Search-replace on one column value, aware of PHP serialization.
+
+``replace_value(value, pairs)`` applies (search, replace) pairs in order:
+
+* A value that parses *completely* as one PHP-serialized value (optionally
+  followed by ASCII whitespace, which is kept) is edited byte for byte: only
+  the payloads of ``s:N:"...";`` values that contain a search string change,
+  and their N is recomputed in UTF-8 bytes.  A payload that is itself a
+  complete serialized value (double-serialized options) is edited the same
+  way; any other payload gets the plain replacement below.  Everything else
+  is copied unchanged: array keys and property names (string keys too),
+  class names, ints, floats (``d:64.950000000000003;`` keeps its spelling),
+  bools, nulls, references, ``C:`` payloads and ``E:`` enum names.  Objects
+  of any class are entered; their property values are edited like array values.
+* Every other value (plain text, JSON, HTML, or text that merely looks
+  serialized: ``i:1;trailing``, a wrong length, a wrong count) gets the plain
+  replacement: the pairs of ``expand_pairs(pairs)`` applied one after the
+  other, each as a left-to-right, non-overlapping replacement like
+  ``str.replace``.
+
+Matching is case-sensitive and exact.  A pair is a plain 2-tuple, or a
+``HostPair`` whose search string only matches as a whole host name (see
+``HostPair``).  ``expand_pairs`` adds after each pair the forms its strings take
+inside JSON (see ``json_variants``).
+
+What counts as "parses completely" is PHP's unserialize() grammar, read
+strictly (see ``is_serialized``).  The value is worked on as UTF-8 bytes
+(lone surrogates pass through as their 3-byte form), so byte lengths are exact
+for any text, including 4-byte characters.  The parser keeps its own stack, so
+deep nesting cannot exhaust Python's; and before any parsing, a value in which
+no search string occurs is returned as it is.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import operator
+import re
+
+SERIALIZED_PREFIXES = ("a:", "O:", "s:", "i:", "d:", "b:", "N;", "C:", "E:", "r:", "R:")
+
+_BYTE_PREFIXES = frozenset(prefix.encode("ascii") for prefix in SERIALIZED_PREFIXES)
+_TEXT_PREFIXES = frozenset(SERIALIZED_PREFIXES)
+
+_SCALAR = rb"N;|b:[01];|i:[+-]?\d+;|d:(?:[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|NAN|-?INF);"
+_CLASS_NAME = rb"[A-Za-z0-9_\x80-\xff][A-Za-z0-9_\x80-\xff\\]*"
+# One value token, told apart by the group that matched last (``Match.lastindex``).
+_STRING, _SCALAR_VALUE, _ARRAY, _OBJECT, _REFERENCE, _CUSTOM, _ENUM = 1, 2, 3, 6, 8, 11, 12
+_VALUE_TOKEN = re.compile(
+    rb's:(\d+):"'
+    rb"|(" + _SCALAR + rb")"
+    rb"|a:(\d+):\{"
+    rb'|O:(\d+):"(' + _CLASS_NAME + rb')":([+-]?\d+):\{'
+    rb"|([rR]):(\d+);"
+    rb'|C:(\d+):"(' + _CLASS_NAME + rb')":([+-]?\d+):\{'
+    rb'|E:(\d+):"'
+)
+_KEY_TOKEN = re.compile(rb's:(\d+):"|i:[+-]?\d+;')
+_STRING_END = b'";'
+_CLOSE = b"}"
+_S = ord("s")
+# Positions past any real value; ends the occurrence lists so lookups need no bounds check.
+_BEYOND = float("inf")
+
+# Most pairs in real data are a short key and a short string or scalar value, or an array; _scan
+# reads such a pair with one match of this pattern.  The string lengths are spelled out as a tree of digits
+# (``s:1:".{1}";``, ``s:12:".{12}";`` ...), so the regular expression checks them itself.
+_SHORT_KEY_LIMIT = 64
+_SHORT_VALUE_LIMIT = 512
+_PAIR_VALUE, _PAIR_ARRAY = 1, 2
+
+
+def _sized_strings(limit):
+    """Regex source for a whole ``s:N:"...";`` token with N below ``limit``, N without leading zeros."""
+    def after(digits):
+        branches = [':".{%d}";' % int(digits)]
+        if digits != "0":
+            branches += [digit + after(digits + digit) for digit in "0123456789" if int(digits + digit) < limit]
+        return "(?:%s)" % "|".join(branches)
+    return "s:(?:%s)" % "|".join(digit + after(digit) for digit in "0123456789" if int(digit) < limit)
+
+
+@functools.lru_cache(maxsize=None)
+def _short_pair():
+    key = r"i:[+-]?\d+;|" + _sized_strings(_SHORT_KEY_LIMIT)
+    value = _sized_strings(_SHORT_VALUE_LIMIT) + "|" + _SCALAR.decode("ascii")
+    return re.compile(("(?:%s)(?:(%s)|a:(\d+):\{)" % (key, value)).encode("ascii"), re.DOTALL)
+
+
+class HostPair(tuple):
+    """A (search, replace) pair whose search string must match as a whole host name.
+
+    A match counts only when it is not preceded by a character in
+    ``[A-Za-z0-9.-]`` and not followed by one in ``[A-Za-z0-9-]``; the first
+    check applies only when ``search`` starts with an ASCII letter or digit, the
+    second only when it ends with one.  So ``HostPair("dev.example.edu", ...)``
+    changes ``https://dev.example.edu/x``, ``"dev.example.edu"`` and
+    ``a@dev.example.edu`` but not ``webdev.example.edu``,
+    ``news.dev.example.edu`` or ``dev.example.edu-old``.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, search, replace):
+        return super().__new__(cls, (search, replace))
+
+    def __getnewargs__(self):
+        return tuple(self)
+
+    def __repr__(self):
+        return "HostPair(%r, %r)" % tuple(self)
+
+    search = property(operator.itemgetter(0), doc="The host name searched for.")
+    replace = property(operator.itemgetter(1), doc="What replaces it.")
+
+
+def host_pair_regex(search):
+    """The regular expression a ``HostPair`` with this search string matches.
+
+    It reads the same in Python's ``re`` and in PCRE (MariaDB's
+    ``REGEXP_REPLACE``): the literal, with a backslash before every ASCII
+    character that is not a letter or digit, between the guards
+    ``(?<![A-Za-z0-9.-])`` and ``(?![A-Za-z0-9-])`` where they apply.
+    """
+    literal = "".join("\\" + char if char < "\x80" and not char.isalnum() else char for char in search)
+    before = "(?<![A-Za-z0-9.-])" if _is_ascii_alnum(search[:1]) else ""
+    after = "(?![A-Za-z0-9-])" if _is_ascii_alnum(search[-1:]) else ""
+    return before + literal + after
+
+
+def _is_ascii_alnum(char):
+    return char.isascii() and char.isalnum()
+
+
+def json_variants(text):
+    """The forms ``text`` can take inside JSON, in the order they are tried.
+
+    1. ``/`` written ``\\/`` (PHP ``json_encode`` with ``JSON_UNESCAPED_UNICODE``);
+    2. ``/`` written ``\\/`` and every non-ASCII character ``\\uXXXX``
+       (lower-case hex, astral characters as surrogate pairs): ``json_encode``
+       and ``wp_json_encode`` with default flags;
+    3. non-ASCII ``\\uXXXX`` with plain ``/`` (``JSON_UNESCAPED_SLASHES``).
+
+    Quotes, backslashes and control characters are not escaped: search
+    strings are URLs, host names and paths.
+    """
+    unicode_escaped = "".join(_json_escape(char) for char in text)
+    return [text.replace("/", "\\/"), unicode_escaped.replace("/", "\\/"), unicode_escaped]
+
+
+def _json_escape(char):
+    code = ord(char)
+    if code < 0x80:
+        return char
+    if code < 0x10000:
+        return "\\u%04x" % code
+    code -= 0x10000
+    return "\\u%04x\\u%04x" % (0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF))
+
+
+def expand_pairs(pairs):
+    """The exact, ordered list of pairs that plain replacement applies.
+
+    Each pair is followed by its JSON forms (``json_variants`` applied to the
+    search and to the replace string alike), of the same kind (plain tuple or
+    ``HostPair``).  A form is left out when its search string equals the
+    pair's own or an earlier form's: those occurrences are already replaced.
+    """
+    expanded = []
+    for pair in _checked_pairs(pairs):
+        kind = HostPair if isinstance(pair, HostPair) else _plain_pair
+        search, replace = pair
+        expanded.append(kind(search, replace))
+        seen = {search}
+        for variant_search, variant_replace in zip(json_variants(search), json_variants(replace)):
+            if variant_search not in seen:
+                seen.add(variant_search)
+                expanded.append(kind(variant_search, variant_replace))
+    return expanded
+
+
+def _plain_pair(search, replace):
+    return (search, replace)
+
+
+def _checked_pairs(pairs):
+    for pair in pairs:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError("a replacement pair must be (search, replace), got %r" % (pair,))
+        search, replace = pair
+        if not isinstance(search, str) or not isinstance(replace, str):
+            raise TypeError("search and replace must be text, got %r" % (pair,))
+        if not search:
+            raise ValueError("a search string must not be empty")
+        yield pair
+
+
+def _encode(text):
+    return text.encode("utf-8", "surrogatepass")
+
+
+class _Step:
+    """One expanded pair, ready to apply to text, or to the same text as UTF-8 bytes."""
+
+    __slots__ = ("search", "replace", "pattern", "template")
+
+    def __init__(self, search, replace, pattern=None):
+        self.search = search
+        self.replace = replace
+        self.pattern = pattern
+        # re.sub() reads backslashes in its replacement; doubled, they stay literal.
+        backslash = b"\\" if isinstance(replace, bytes) else "\\"
+        self.template = replace.replace(backslash, backslash * 2)
+
+    def apply(self, value):
+        if self.search not in value:
+            return value
+        if self.pattern is None:
+            return value.replace(self.search, self.replace)
+        return self.pattern.sub(self.template, value)
+
+
+class _Plan:
+    """Everything ``replace_value`` needs for one list of pairs, prepared once."""
+
+    def __init__(self, pairs):
+        self.text_steps = []
+        self.byte_steps = []
+        for pair in expand_pairs(pairs):
+            search, replace = pair
+            text_pattern = byte_pattern = None
+            if isinstance(pair, HostPair):
+                text_pattern = re.compile(host_pair_regex(search))
+                byte_pattern = re.compile(_encode(host_pair_regex(search)))
+            self.text_steps.append(_Step(search, replace, text_pattern))
+            self.byte_steps.append(_Step(_encode(search), _encode(replace), byte_pattern))
+        self.text_needles = tuple(dict.fromkeys(step.search for step in self.text_steps))
+        self.byte_needles = tuple(dict.fromkeys(step.search for step in self.byte_steps))
+
+    def occurs_in(self, value):
+        """True when some search string (of any form) occurs in ``value``."""
+        needles = self.byte_needles if isinstance(value, bytes) else self.text_needles
+        for needle in needles:
+            if needle in value:
+                return True
+        return False
+
+    def plain(self, value):
+        for step in self.byte_steps if isinstance(value, bytes) else self.text_steps:
+            value = step.apply(value)
+        return value
+
+    def occurrences(self, data):
+        """Where search strings occur in ``data``, for ``_scan``'s containment test.
+
+        Returns two lists: the start of every occurrence, sorted, and for each
+        index the smallest end among that occurrence and all later ones; both
+        end with ``_BEYOND``.  A payload [start, end) holds a search string
+        exactly when the first occurrence starting at or after ``start`` has a
+        smallest end ``<= end``.  Occurrences are found left to right without
+        overlap, which finds one inside every payload that holds one: such an
+        occurrence could only be hidden by one reaching across the payload's
+        opening quote.  Search strings containing a quote are therefore
+        searched with overlaps.
+        """
+        found = []
+        for needle in self.byte_needles:
+            size = len(needle)
+            step = 1 if b'"' in needle else size
+            position = data.find(needle)
+            while position != -1:
+                found.append((position, position + size))
+                position = data.find(needle, position + step)
+        found.sort()
+        starts = [start for start, _end in found]
+        smallest_ends = list(itertools.accumulate(reversed([end for _start, end in found]), min))
+        smallest_ends.reverse()
+        starts.append(_BEYOND)
+        smallest_ends.append(_BEYOND)
+        return starts, smallest_ends
+
+
+_PLANS = {}
+_PLAN_CACHE_SIZE = 32
+
+
+def _plan_for(pairs):
+    pairs = tuple(pairs)
+    key = (pairs, tuple(map(type, pairs)))
+    try:
+        plan = _PLANS.get(key)
+    except TypeError:  # pairs given as lists cannot be a cache key
+        return _Plan(pairs)
+    if plan is None:
+        if len(_PLANS) >= _PLAN_CACHE_SIZE:
+            _PLANS.clear()
+        plan = _PLANS[key] = _Plan(pairs)
+    return plan
+
+
+def _scan(data, begin, end, starts=(_BEYOND,), smallest_ends=(_BEYOND,)):
+    """Parse ``data[begin:end]`` as one complete serialized value.
+
+    Returns None when it is not one; else the (header, payload start, payload
+    end) of every ``s:`` *value* whose payload holds an occurrence listed in
+    ``starts``/``smallest_ends`` (see ``_Plan.occurrences``), in order.
+
+    The grammar is PHP's (ext/standard/var_unserializer.re), read strictly:
+    keys are ``i:`` or ``s:``; a reference must point back at an earlier value
+    (counted as PHP counts them); nothing but ASCII whitespace may follow.
+    Unlike PHP there is no depth limit, and class names are not looked up.
+    """
+    value_match = _VALUE_TOKEN.match
+    key_match = _KEY_TOKEN.match
+    pair_match = _short_pair().match
+    ends_with = data.startswith
+    hits = []
+    enclosing = []          # pairs still expected by each enclosing container
+    remaining = 0           # pairs still expected by the innermost open container
+    depth = 0
+    values_seen = 0         # PHP's reference slots: every value except R: references
+    occurrence = 0          # first occurrence that may still lie in a payload to come
+    pos = begin
+    while True:
+        token = value_match(data, pos, end)
+        if token is None:
+            return None
+        kind = token.lastindex
+        if kind == _STRING:
+            payload = token.end()
+            pos = payload + int(token[1])
+            if not ends_with(_STRING_END, pos, end):
+                return None
+            while starts[occurrence] < payload:
+                occurrence += 1
+            if smallest_ends[occurrence] <= pos:
+                hits.append((token.start(), payload, pos))
+            pos += 2
+            values_seen += 1
+        elif kind == _SCALAR_VALUE:
+            pos = token.end()
+            values_seen += 1
+        elif kind == _ARRAY or kind == _OBJECT:
+            remaining_here = int(token[kind])
+            if kind == _OBJECT and (len(token[5]) != int(token[4]) or remaining_here < 0):
+                return None
+            if depth:
+                enclosing.append(remaining)
+            depth += 1
+            remaining = remaining_here
+            pos = token.end()
+            values_seen += 1
+        elif kind == _REFERENCE:
+            target = int(token[8])
+            if not depth or not 0 < target <= values_seen:
+                return None
+            pos = token.end()
+            if token[7] == b"r":
+                values_seen += 1
+        elif kind == _CUSTOM:
+            size = int(token[11])
+            if len(token[10]) != int(token[9]) or size < 0:
+                return None
+            pos = token.end() + size
+            if not ends_with(_CLOSE, pos, end):
+                return None
+            pos += 1
+            # The class's own unserializer would count the values inside: unknown here.
+            values_seen = _BEYOND
+        else:
+            payload = token.end()
+            pos = payload + int(token[_ENUM])
+            if pos == payload or not ends_with(_STRING_END, pos, end) or data.find(b":", payload, pos) == -1:
+                return None
+            pos += 2
+            values_seen += 1
+        # A value is complete or a container has opened: read keys (and the values the pair
+        # pattern covers) and close containers until a value needs the general token above.
+        while depth:
+            if remaining:
+                remaining -= 1
+                token = pair_match(data, pos, end)
+                if token is None:
+                    token = key_match(data, pos, end)
+                    if token is None:
+                        return None
+                    if token.lastindex:
+                        pos = token.end() + int(token[1])
+                        if not ends_with(_STRING_END, pos, end):
+                            return None
+                        pos += 2
+                    else:
+                        pos = token.end()
+                    break
+                pos = token.end()
+                values_seen += 1
+                if token.lastindex == _PAIR_ARRAY:
+                    enclosing.append(remaining)
+                    depth += 1
+                    remaining = int(token[_PAIR_ARRAY])
+                elif starts[occurrence] < pos:
+                    # A search string starts in this pair: note the value if it lies inside it.
+                    header = token.start(_PAIR_VALUE)
+                    if data[header] == _S:
+                        payload = data.index(b'"', header) + 1
+                        while starts[occurrence] < payload:
+                            occurrence += 1
+                        if smallest_ends[occurrence] <= pos - 2:
+                            hits.append((header, payload, pos - 2))
+                    while starts[occurrence] < pos:
+                        occurrence += 1
+                continue
+            if not ends_with(_CLOSE, pos, end):
+                return None
+            pos += 1
+            depth -= 1
+            if depth:
+                remaining = enclosing.pop()
+        else:
+            if pos == end or data[pos:end].isspace():
+                return hits
+            return None
+
+
+def _rewrite(data, plan):
+    """``data`` edited as serialized data, ``data`` itself when nothing changed, None when not serialized."""
+    starts, smallest_ends = plan.occurrences(data)
+    hits = _scan(data, 0, len(data), starts, smallest_ends)
+    if not hits:
+        return hits if hits is None else data
+    # Payloads that are serialized themselves are edited by a frame of their own; frames sit on an
+    # explicit stack so that serialized data nested in strings many levels deep needs no recursion.
+    # A frame is [hits, next hit, output pieces, copied up to, end of its range].
+    frames = [[hits, 0, [], 0, len(data)]]
+    edited_payload = None
+    while True:
+        frame = frames[-1]
+        hits, index, pieces, copied, frame_end = frame
+        while index < len(hits):
+            header, payload, payload_end = hits[index]
+            if edited_payload is None:
+                nested = None
+                if data[payload:payload + 2] in _BYTE_PREFIXES:
+                    nested = _scan(data, payload, payload_end, starts, smallest_ends)
+                if nested:
+                    frame[1] = index
+                    frame[3] = copied
+                    frames.append([nested, 0, [], payload, payload_end])
+                    break
+                if nested is None:
+                    edited_payload = plan.plain(data[payload:payload_end])
+                else:
+                    edited_payload = data[payload:payload_end]
+            if len(edited_payload) != payload_end - payload or edited_payload != data[payload:payload_end]:
+                pieces.append(data[copied:header])
+                pieces.append(b's:%d:"' % len(edited_payload))
+                pieces.append(edited_payload)
+                copied = payload_end
+            edited_payload = None
+            index += 1
+        else:
+            frames.pop()
+            if not frames:
+                if not pieces:
+                    return data
+                pieces.append(data[copied:frame_end])
+                return b"".join(pieces)
+            pieces.append(data[copied:frame_end])
+            edited_payload = b"".join(pieces)
+
+
+def replace_value(value, pairs):
+    """Apply ``pairs`` to one column value; see the module documentation.
+
+    ``value`` is text (``str``), or ``bytes`` for binary columns, edited the
+    same way byte for byte; the result has the same type.  When nothing
+    changes, ``value`` itself is returned.
+    """
+    plan = _plan_for(pairs)
+    if not plan.occurs_in(value):
+        return value
+    if isinstance(value, bytes):
+        edited = _rewrite(value, plan) if value[:2] in _BYTE_PREFIXES else None
+        result = plan.plain(value) if edited is None else edited
+    elif value[:2] in _TEXT_PREFIXES:
+        data = _encode(value)
+        edited = _rewrite(data, plan)
+        if edited is None:
+            result = plan.plain(value)
+        elif edited is data:
+            return value
+        else:
+            result = edited.decode("utf-8", "surrogatepass")
+    else:
+        result = plan.plain(value)
+    return value if result == value else result
+
+
+def plain_replace(value, pairs):
+    """The plain replacement alone: ``expand_pairs(pairs)`` applied in order.
+
+    A plain pair is ``str.replace``; a ``HostPair`` replaces the matches of
+    ``host_pair_regex(search)``.
+    """
+    result = _plan_for(pairs).plain(value)
+    return value if result == value else result
+
+
+def is_serialized(value):
+    """True when ``value`` (text or bytes) parses completely as one PHP-serialized value.
+
+    Trailing ASCII whitespace (space, tab, CR, LF, VT, FF) is allowed; leading
+    whitespace is not, as PHP's unserialize() does not allow it either.
+    """
+    data = value if isinstance(value, bytes) else _encode(value)
+    return data[:2] in _BYTE_PREFIXES and _scan(data, 0, len(data)) is not None

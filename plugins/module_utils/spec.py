@@ -1,0 +1,48 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to wfu.multisite
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Argument specs shared by the pipeline modules: an environment of ``wfu_environments`` plus its name."""
+
+from __future__ import annotations
+
+from ansible_collections.wfu.multisite.plugins.module_utils.db import db_option, db_suboptions
+
+
+def environment_option(required=True):
+    """One environment (``wfu_environments[name]`` combined with ``name``) as a module option."""
+    return dict(type="dict", required=required, options=dict(
+        name=dict(type="str", required=True),
+        url=dict(type="str", required=True),
+        db=db_option(required=True),
+        table_prefix=dict(type="str", default="wp_"),
+        subsite_domain=dict(type="str"),
+        site_domains=dict(type="dict"),
+        aliases=dict(type="dict"),
+        extra_replacements=dict(type="list", elements="dict", options=dict(
+            search=dict(type="str", required=True),
+            replace=dict(type="str", required=True),
+            targets=dict(type="list", elements="str"),
+        )),
+    ))
+
+
+def protected_databases_option():
+    """Databases a cleanup must never sweep: every environment's, each with the environment's name."""
+    suboptions = db_suboptions()
+    suboptions["name"] = dict(type="str")
+    return dict(type="list", elements="dict", default=[], options=suboptions)
+
+
+def pipeline_options():
+    """Options common to wfu_site_migrate and wfu_network_migrate."""
+    return dict(
+        source=environment_option(),
+        target=environment_option(),
+        migration_db=db_option(required=True),
+        backup=dict(type="bool", default=True),
+        backup_dir=dict(type="path"),
+        keep_backup_tables=dict(type="bool", default=False),
+        skip_columns=dict(type="list", elements="str", default=[]),
+        work_dir=dict(type="path"),
+        timeout=dict(type="int", default=0),
+    )

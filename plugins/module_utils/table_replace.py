@@ -1,0 +1,539 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to wfu.multisite
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Search-replace over whole tables: ``replace_in_tables``.
+
+Every value ends up exactly as ``search_replace.replace_value`` makes it; the
+work is split so that MariaDB does most of it.
+
+Which columns
+    Text columns (CHAR, VARCHAR and the TEXT types; MariaDB's JSON is a
+    LONGTEXT) in UTF-8 (utf8mb4, utf8mb3) or ASCII, minus ``skip_columns`` and
+    generated columns.  WordPress keeps its text, URLs included, in text
+    columns; BINARY, VARBINARY and BLOB columns hold bytes that need not be
+    UTF-8 (hashes, images, compressed caches), where a byte-level rewrite
+    could break data nobody meant to touch.  ``guid`` is rewritten unless it
+    is skipped, as the original tool and WP-CLI do.  A text column in another
+    character set (latin1) cannot be edited safely, because serialized string
+    lengths are counted in UTF-8 bytes: it is left alone with a warning when
+    no search string occurs in it, and is an error otherwise.
+
+Which rows
+    Only rows holding one of the search strings (every form
+    ``expand_pairs`` lists: raw and JSON-escaped), found in SQL with a
+    case-sensitive byte search, are looked at.
+
+Two ways to replace
+    A value that does not start with a serialized prefix (``a:``, ``s:``,
+    ``O:`` ...) gets the plain replacement, which MariaDB computes itself:
+    nested ``REPLACE()`` for plain pairs and ``REGEXP_REPLACE()`` for
+    ``HostPair`` s, on the value's bytes (``CAST(... AS BINARY)``), which gives
+    exactly the bytes ``plain_replace`` gives (the tests prove it on tricky
+    data).  A value that starts with a serialized prefix is read, edited with
+    ``replace_value`` in Python and written back only when it changed.
+
+Each row once
+    A replacement can turn a value into one that holds a search string again
+    (``example.edu`` -> ``uat.example.edu``), or into one of the other kind.
+    So the rows of one batch are sorted into the two kinds *before* anything is
+    written, and each is then written by its exact key; batches follow each
+    other in key order (keyset pagination on the primary key, or on a unique
+    key of NOT NULL columns), so no row is ever replaced twice.  One batch is
+    one transaction of at most ``batch_rows`` rows and about
+    ``BATCH_BYTES`` of matching values, which also bounds memory.
+
+Tables without such a key
+    (and a column that is part of the only usable key, which keyset
+    pagination must not move): the column's matching values are streamed,
+    replaced in Python, collected in a temporary table of (old, new) values
+    and written by one ``UPDATE ... JOIN``, which changes every row at most once
+    and gives equal values the same result, so duplicate rows are handled.
+    Such tables are reported with ``no_primary_key: true`` and a warning.
+
+Counts
+    ``rows_changed`` counts rows whose value really changed (MariaDB's
+    affected rows: PyMySQL does not ask for found rows); rows that held a
+    search string but came out the same are not written.  A dry run writes
+    nothing and reports the counts a real run would produce.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+
+from ansible_collections.wfu.multisite.plugins.module_utils.db import (ConfigError, connect, quote_identifier,
+                                                                        qualified, validate_identifier)
+from ansible_collections.wfu.multisite.plugins.module_utils.errors import (SITE_DATA, MigrationError, error_code,
+                                                                            failure_reason)
+from ansible_collections.wfu.multisite.plugins.module_utils.search_replace import (SERIALIZED_PREFIXES, HostPair,
+                                                                                    expand_pairs, host_pair_regex,
+                                                                                    replace_value)
+
+PHASE = "replace"
+TEXT_TYPES = frozenset(("char", "varchar", "tinytext", "text", "mediumtext", "longtext"))
+UTF8_CHARSETS = frozenset(("utf8mb4", "utf8mb3", "utf8", "ascii"))
+# Matching values one batch may hold (in Python, and in one transaction).
+BATCH_BYTES = 32 * 1024 * 1024
+SERVER = "server"
+PYTHON = "python"
+# Per-session scratch table of the no-key path; a temporary table shadows any real table of that name.
+VALUE_MAP = "wfu_replace_value_map"
+
+
+class _Replacement:
+    """One list of pairs in the forms the two paths need: SQL expressions and the pairs for ``replace_value``."""
+
+    def __init__(self, pairs):
+        self.pairs = tuple(pair if isinstance(pair, HostPair) else tuple(pair) for pair in pairs)
+        # A pair that replaces a string by itself changes nothing, here or anywhere later in the chain.
+        self.steps = [step for step in expand_pairs(self.pairs) if step[0] != step[1]]
+        self.needles = _shortest_needles(step[0] for step in self.steps)
+
+    def matches(self, column_sql):
+        """SQL condition (and its parameters): the column holds one of the search strings, byte for byte."""
+        sql = " OR ".join("LOCATE(CAST(%%s AS BINARY), %s) > 0" % column_sql for _ in self.needles)
+        return "(" + sql + ")", list(self.needles)
+
+    def expression(self, column_sql):
+        """SQL expression (and its parameters) of the plain replacement of the column's bytes.
+
+        ``REPLACE()`` is a left-to-right, non-overlapping, case-sensitive
+        replacement like ``str.replace``.  In ``REGEXP_REPLACE()``'s replacement
+        only ``\\`` is special (``\\1`` is a group), so it is doubled; ``(?-i)``
+        keeps the match case-sensitive whatever the collation.
+        """
+        opened, closed, params = [], [], []
+        for step in self.steps:
+            search, replace = step
+            if isinstance(step, HostPair):
+                opened.append("REGEXP_REPLACE(")
+                params += ["(?-i)" + host_pair_regex(search), replace.replace("\\", "\\\\")]
+            else:
+                opened.append("REPLACE(")
+                params += [search, replace]
+            closed.append(", %s, %s)")
+        return "".join(reversed(opened)) + "CAST(%s AS BINARY)" % column_sql + "".join(closed), params
+
+
+def _shortest_needles(searches):
+    """The search strings worth looking for: a row holding a longer one that contains a shorter one
+    also holds the shorter one."""
+    kept = []
+    for needle in sorted(set(searches), key=len):
+        if not any(shorter in needle for shorter in kept):
+            kept.append(needle)
+    return kept
+
+
+class _Skips:
+    """``skip_columns``: ``column`` (in every table) or ``table.column``."""
+
+    def __init__(self, entries):
+        self.everywhere = set()
+        self.by_table = set()
+        for entry in entries or ():
+            if not isinstance(entry, str) or not entry.strip(".") or entry.count(".") > 1:
+                raise ConfigError("skip_columns entries are 'column' or 'table.column', got %r" % (entry,))
+            if "." in entry:
+                self.by_table.add(tuple(entry.split(".")))
+            else:
+                self.everywhere.add(entry)
+
+    def __call__(self, table, column):
+        return column in self.everywhere or (table, column) in self.by_table
+
+
+def replace_in_tables(conn_params, database, tables, pairs, skip_columns=(), dry_run=False, batch_rows=1000):
+    """Apply ``pairs`` to every text column of ``tables`` in ``database``; see the module documentation.
+
+    ``pairs`` are (search, replace) tuples or ``HostPair`` s, applied in order.
+    Returns::
+
+        {database, dry_run, seconds, warnings: [text],
+         rows_changed, rows_matched, bytes_matched, method_counts: {server, python},
+         tables: {table: {columns: {column: rows changed},
+                          rows_changed, rows_matched, bytes_matched, method_counts: {server, python},
+                          key: [key columns] or None, no_primary_key, skipped_columns: {column: reason},
+                          seconds}}}
+
+    ``rows_matched`` counts rows whose column held a search string and
+    ``rows_changed`` those whose value changed; both are summed over columns
+    (a row changed in two columns counts twice, as WP-CLI counts
+    replacements).  ``method_counts`` splits ``rows_changed`` by where the
+    value was replaced (MariaDB or Python); ``bytes_matched`` is the size of
+    the matching values.  With ``dry_run`` nothing is written and the counts
+    are those a real run would report.  Failures raise ``MigrationError``
+    naming the table and column.
+    """
+    validate_identifier(database, "database name")
+    if isinstance(batch_rows, bool) or not isinstance(batch_rows, int) or batch_rows < 1:
+        raise ConfigError("batch_rows must be a positive integer, got %r" % (batch_rows,))
+    tables = list(dict.fromkeys(tables))
+    for table in tables:
+        validate_identifier(table, "table name")
+    replacement = _Replacement(pairs)
+    skips = _Skips(skip_columns)
+    started = time.monotonic()
+    summary = {"database": database, "dry_run": bool(dry_run), "tables": {}, "warnings": [],
+               "rows_changed": 0, "rows_matched": 0, "bytes_matched": 0, "method_counts": {SERVER: 0, PYTHON: 0}}
+    try:
+        conn = connect(conn_params, database=database, autocommit=False)
+    except Exception as exc:
+        raise MigrationError.wrap(exc, phase=PHASE)
+    with contextlib.closing(conn):
+        _strict_session(conn)
+        for table in tables:
+            report = _TableReplacer(conn, conn_params, database, table, replacement, skips, dry_run,
+                                    batch_rows).run()
+            summary["tables"][table] = report
+            summary["warnings"] += report.pop("warnings")
+            for key in ("rows_changed", "rows_matched", "bytes_matched"):
+                summary[key] += report[key]
+            for method, count in report["method_counts"].items():
+                summary["method_counts"][method] += count
+    summary["seconds"] = round(time.monotonic() - started, 3)
+    return summary
+
+
+def _strict_session(conn):
+    # In a non-strict session a REPLACE() result longer than max_allowed_packet becomes NULL
+    # (or '' in a NOT NULL column) with a mere warning; strict mode makes it an error.
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES')")
+    except Exception as exc:
+        raise MigrationError.wrap(exc, phase=PHASE)
+
+
+class _TableReplacer:
+    """The work on one table: its columns one after the other."""
+
+    def __init__(self, conn, conn_params, database, table, replacement, skips, dry_run, batch_rows):
+        self.conn = conn
+        self.conn_params = conn_params
+        self.database = database
+        self.table = table
+        self.name = qualified(database, table)
+        self.replacement = replacement
+        self.skips = skips
+        self.dry_run = dry_run
+        self.batch_rows = batch_rows
+        self.column = None
+
+    def run(self):
+        started = time.monotonic()
+        report = {"columns": {}, "rows_changed": 0, "rows_matched": 0, "bytes_matched": 0,
+                  "method_counts": {SERVER: 0, PYTHON: 0}, "key": None, "no_primary_key": False,
+                  "skipped_columns": {}, "warnings": []}
+        try:
+            columns, skipped = self._columns()
+            keys = self._usable_keys()
+            report["skipped_columns"] = skipped
+            report["key"] = list(keys[0]) if keys else None
+            report["no_primary_key"] = not keys
+            if not keys and columns:
+                report["warnings"].append(
+                    "table %s has no primary key and no unique key of NOT NULL columns: its values were replaced "
+                    "one distinct value at a time" % self.table)
+            for column, utf8 in columns:
+                self.column = column
+                if not self.replacement.needles:
+                    counts = _Counts()
+                elif not utf8:
+                    counts = self._refuse_other_charset(column, report)
+                else:
+                    key = next((k for k in keys if column not in k), None)
+                    if key is None and keys:
+                        report["warnings"].append(
+                            "column %s.%s is part of every usable key of the table: its values were replaced one "
+                            "distinct value at a time" % (self.table, column))
+                    counts = self._by_key(column, key) if key else self._by_value(column)
+                report["columns"][column] = counts.changed
+                report["rows_changed"] += counts.changed
+                report["rows_matched"] += counts.matched
+                report["bytes_matched"] += counts.bytes
+                for method in (SERVER, PYTHON):
+                    report["method_counts"][method] += counts.by_method[method]
+            self.conn.commit()
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                self.conn.rollback()
+            raise self._error(exc)
+        report["seconds"] = round(time.monotonic() - started, 3)
+        return report
+
+    def _error(self, exc):
+        where = "column %s: " % self.column if self.column else ""
+        if isinstance(exc, MigrationError):
+            if self.column and self.column not in exc.message:
+                exc.message = where + exc.message
+            return MigrationError.wrap(exc, table=self.table, phase=PHASE)
+        text = exc.args[1] if error_code(exc) is not None and len(exc.args) > 1 else str(exc) or type(exc).__name__
+        error = MigrationError("search-replace failed in %s%s" % (where, text), table=self.table, phase=PHASE,
+                               error_code=error_code(exc), reason=failure_reason(exc))
+        error.__cause__ = exc
+        return error
+
+    # -- the table's shape ------------------------------------------------------------------
+
+    def _columns(self):
+        """[(column, is UTF-8)] to work on, and {column: why not} for the text columns left alone."""
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                        (self.database, self.table))
+            found = cur.fetchone()
+            if not found or found[0] != "BASE TABLE":
+                raise MigrationError("%s is not a table in database %s" % (self.table, self.database),
+                                     table=self.table, phase=PHASE, reason=SITE_DATA)
+            cur.execute("SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_SET_NAME, IS_GENERATED FROM information_schema.COLUMNS "
+                        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+                        (self.database, self.table))
+            rows = cur.fetchall()
+        columns, skipped = [], {}
+        for name, data_type, charset, generated in rows:
+            if data_type.lower() not in TEXT_TYPES:
+                continue
+            if self.skips(self.table, name):
+                skipped[name] = "skip_columns"
+            elif generated != "NEVER":
+                skipped[name] = "generated column"
+            else:
+                self._checked_name(name)
+                columns.append((name, (charset or "").lower() in UTF8_CHARSETS))
+        return columns, skipped
+
+    def _usable_keys(self):
+        """Keys that identify a row and order rows: PRIMARY first, then unique keys of NOT NULL columns."""
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT INDEX_NAME, COLUMN_NAME, SUB_PART, NULLABLE, INDEX_TYPE FROM information_schema.STATISTICS "
+                        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+                        (self.database, self.table))
+            rows = cur.fetchall()
+        keys, unusable = {}, set()
+        for index, column, sub_part, nullable, index_type in rows:
+            keys.setdefault(index, []).append(column)
+            # A prefix, a NULL or a hash (long unique) key cannot order and identify rows by itself.
+            if sub_part is not None or nullable == "YES" or index_type != "BTREE":
+                unusable.add(index)
+        usable = [tuple(cols) for index, cols in keys.items() if index not in unusable]
+        usable.sort(key=lambda cols: (cols != tuple(keys.get("PRIMARY", ())), len(cols)))
+        for cols in usable:
+            for column in cols:
+                self._checked_name(column)
+        return usable
+
+    def _checked_name(self, column):
+        try:
+            return validate_identifier(column, "column name")
+        except ConfigError as exc:
+            raise MigrationError("%s; rename the column or list it in skip_columns" % exc, table=self.table,
+                                 phase=PHASE, reason=SITE_DATA)
+
+    def _refuse_other_charset(self, column, report):
+        column_sql = "CONVERT(%s USING utf8mb4)" % quote_identifier(column)
+        condition, params = self.replacement.matches(column_sql)
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM %s WHERE %s LIMIT 1" % (self.name, condition), params)
+            found = cur.fetchone()
+        if found:
+            raise MigrationError(
+                "column %s is not in a UTF-8 character set and holds search strings; serialized lengths are counted "
+                "in UTF-8 bytes, so it cannot be edited safely" % column, table=self.table, phase=PHASE,
+                reason=SITE_DATA,
+                hint="Convert the table to utf8mb4 in the source (as WordPress's own upgrade does), or list the "
+                     "column in skip_columns, then retry the site with retry_failed=true.")
+        report["skipped_columns"][column] = "not UTF-8, no search string found"
+        report["warnings"].append("column %s.%s is not in a UTF-8 character set; no search string occurs in it, "
+                                  "so it was left alone" % (self.table, column))
+        return _Counts()
+
+    # -- tables with a key: batches in key order --------------------------------------------
+
+    def _by_key(self, column, key):
+        counts = _Counts()
+        quoted = quote_identifier(column)
+        key_sql = ", ".join(quote_identifier(k) for k in key)
+        matches, match_params = self.replacement.matches(quoted)
+        serialized = "CAST(LEFT(%s, 2) AS BINARY) IN (%s)" % (quoted, ", ".join(["%s"] * len(SERIALIZED_PREFIXES)))
+        last = None
+        while True:
+            after, after_params = _after(key, last)
+            with self.conn.cursor() as cur:
+                cur.execute("SELECT %s, %s, LENGTH(%s) FROM %s WHERE %s AND %s ORDER BY %s LIMIT %d"
+                            % (key_sql, serialized, quoted, self.name, after, matches, key_sql, self.batch_rows),
+                            list(SERIALIZED_PREFIXES) + after_params + match_params)
+                rows = cur.fetchall()
+            if not rows:
+                return counts
+            batch = _fill(rows)
+            width = len(key)
+            in_server = [row[:width] for row in batch if not row[width]]
+            in_python = [row[:width] for row in batch if row[width]]
+            counts.matched += len(batch)
+            counts.bytes += sum(row[width + 1] for row in batch)
+            if in_server:
+                counts.by_method[SERVER] += self._server_batch(quoted, key, in_server)
+            if in_python:
+                counts.by_method[PYTHON] += self._python_batch(quoted, key, in_python)
+            self.conn.commit()
+            if len(batch) == len(rows) < self.batch_rows:
+                return counts
+            last = batch[-1][:width]
+
+    def _server_batch(self, quoted, key, keys):
+        """Replace the plain values of the rows with these keys in MariaDB; return how many changed."""
+        expression, expression_params = self.replacement.expression(quoted)
+        where, where_params = _key_in(key, keys)
+        with self.conn.cursor() as cur:
+            if self.dry_run:
+                cur.execute("SELECT COUNT(*) FROM %s WHERE %s AND CAST(%s AS BINARY) <> %s"
+                            % (self.name, where, quoted, expression), where_params + expression_params)
+                return cur.fetchone()[0]
+            cur.execute("UPDATE %s SET %s = %s WHERE %s" % (self.name, quoted, expression, where),
+                        expression_params + where_params)
+            changed = cur.rowcount
+            if cur.warning_count:
+                _raise_warnings(cur)
+        return changed
+
+    def _python_batch(self, quoted, key, keys):
+        """Replace the serialized-looking values of the rows with these keys in Python; return how many changed."""
+        where, where_params = _key_in(key, keys)
+        width = len(key)
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT %s, %s FROM %s WHERE %s"
+                        % (", ".join(quote_identifier(k) for k in key), quoted, self.name, where), where_params)
+            updates = []
+            for row in cur.fetchall():
+                value = row[width]
+                replaced = replace_value(value, self.replacement.pairs)
+                if replaced != value:
+                    updates.append((replaced,) + tuple(row[:width]))
+            if self.dry_run or not updates:
+                return len(updates)
+            cur.executemany("UPDATE %s SET %s = %%s WHERE %s" % (
+                self.name, quoted, " AND ".join("%s = %%s" % quote_identifier(k) for k in key)), updates)
+            return cur.rowcount
+
+    # -- tables without a usable key: one distinct value at a time ---------------------------
+
+    def _by_value(self, column):
+        counts = _Counts()
+        quoted = quote_identifier(column)
+        matches, match_params = self.replacement.matches(quoted)
+        if not self.dry_run:
+            self._create_value_map()
+        # The map lives as long as the connection: after a failure, closing the connection drops it.
+        pending, pending_bytes = {}, 0
+        reader = connect(self.conn_params, database=self.database, streaming=True)
+        with contextlib.closing(reader), reader.cursor() as stream:
+            stream.execute("SELECT %s, LENGTH(%s) FROM %s WHERE %s" % (quoted, quoted, self.name, matches),
+                           match_params)
+            for value, size in stream:
+                counts.matched += 1
+                counts.bytes += size
+                replaced = replace_value(value, self.replacement.pairs)
+                if replaced == value:
+                    continue
+                counts.by_method[PYTHON] += 1
+                if self.dry_run:
+                    continue
+                old = value.encode("utf-8")
+                digest = hashlib.sha256(old).digest()
+                if digest not in pending:
+                    pending[digest] = (digest, old, replaced.encode("utf-8"))
+                    pending_bytes += size + len(pending[digest][2])
+                if pending_bytes > BATCH_BYTES:
+                    self._store_values(pending.values())
+                    pending, pending_bytes = {}, 0
+        if not self.dry_run:
+            self._store_values(pending.values())
+            counts.by_method[PYTHON] = self._apply_value_map(quoted)
+        return counts
+
+    def _create_value_map(self):
+        with self.conn.cursor() as cur:
+            cur.execute("DROP TEMPORARY TABLE IF EXISTS %s" % quote_identifier(VALUE_MAP))
+            cur.execute("CREATE TEMPORARY TABLE %s (digest BINARY(32) NOT NULL PRIMARY KEY, old_value LONGBLOB NOT NULL, "
+                        "new_value LONGBLOB NOT NULL) ENGINE=InnoDB" % quote_identifier(VALUE_MAP))
+
+    def _store_values(self, rows):
+        rows = list(rows)
+        if rows:
+            with self.conn.cursor() as cur:
+                cur.executemany("INSERT IGNORE INTO %s (digest, old_value, new_value) VALUES (%%s, %%s, %%s)"
+                                % quote_identifier(VALUE_MAP), rows)
+
+    def _apply_value_map(self, quoted):
+        # STRAIGHT_JOIN: read the table once and look each value up in the map, never the other way round.
+        # MariaDB reads the whole join before it writes (the updated column is in the join condition),
+        # so a value written here is never looked up again.
+        with self.conn.cursor() as cur:
+            cur.execute("UPDATE %s AS t STRAIGHT_JOIN %s AS m ON m.digest = UNHEX(SHA2(t.%s, 256)) "
+                        "AND m.old_value = CAST(t.%s AS BINARY) SET t.%s = m.new_value"
+                        % (self.name, quote_identifier(VALUE_MAP), quoted, quoted, quoted))
+            changed = cur.rowcount
+            if cur.warning_count:
+                _raise_warnings(cur)
+            cur.execute("DROP TEMPORARY TABLE %s" % quote_identifier(VALUE_MAP))
+        self.conn.commit()
+        return changed
+
+
+class _Counts:
+    __slots__ = ("matched", "bytes", "by_method")
+
+    def __init__(self):
+        self.matched = 0
+        self.bytes = 0
+        self.by_method = {SERVER: 0, PYTHON: 0}
+
+    @property
+    def changed(self):
+        return self.by_method[SERVER] + self.by_method[PYTHON]
+
+
+def _fill(rows):
+    """The first rows of a batch whose matching values stay within BATCH_BYTES (at least one row)."""
+    total = 0
+    for count, row in enumerate(rows, 1):
+        total += row[-1]
+        if total >= BATCH_BYTES:
+            return rows[:count]
+    return rows
+
+
+def _after(key, last):
+    """SQL condition (and parameters): the key comes after ``last`` in key order; TRUE before the first batch.
+
+    Written as ``k1 > a OR (k1 = a AND k2 > b)``, which MariaDB reads as index
+    ranges (it scans the whole index for a row comparison ``(k1, k2) > (a, b)``).
+    """
+    if last is None:
+        return "TRUE", []
+    alternatives, params = [], []
+    for position, column in enumerate(key):
+        equal = ["%s = %%s" % quote_identifier(k) for k in key[:position]]
+        alternatives.append("(" + " AND ".join(equal + ["%s > %%s" % quote_identifier(column)]) + ")")
+        params += list(last[:position + 1])
+    return "(" + " OR ".join(alternatives) + ")", params
+
+
+def _key_in(key, keys):
+    """SQL condition (and parameters): the row's key is one of ``keys``."""
+    columns = ", ".join(quote_identifier(k) for k in key)
+    one = "(" + ", ".join(["%s"] * len(key)) + ")"
+    params = [value for row in keys for value in row]
+    if len(key) == 1:
+        return "%s IN (%s)" % (columns, ", ".join(["%s"] * len(keys))), params
+    return "(%s) IN (%s)" % (columns, ", ".join([one] * len(keys))), params
+
+
+def _raise_warnings(cur):
+    # A warning from REPLACE()/REGEXP_REPLACE() means a value may not have been replaced as asked;
+    # the caller rolls the batch back.
+    cur.execute("SHOW WARNINGS")
+    texts = "; ".join("%s %s: %s" % tuple(row) for row in cur.fetchall()[:5])
+    raise MigrationError("MariaDB warned while replacing: %s" % texts, reason=SITE_DATA)

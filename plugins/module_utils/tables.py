@@ -1,0 +1,175 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to wfu.multisite
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Which tables belong to which site of a multisite network, and the names we give our work tables.
+
+Site N (N >= 2) owns ``<prefix>N_*`` and nothing else: ``wp_2_`` never matches
+``wp_20_posts`` because ownership is decided with an anchored regular
+expression on the exact name, not with ``LIKE 'wp_2_%'`` (where ``_`` is a
+wildcard).  The main site (blog 1) owns the unnumbered ``<prefix>*`` tables
+minus the network-wide ones.  Tables of other prefixes are nobody's.
+
+Work tables carry a marker so a sweep can find them without guessing:
+``m<N>__<table>`` in the migration database (``mnet__`` for the network
+tables), ``wfu_stage__<table>`` and ``wfu_old__<table>`` in the target.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.wfu.multisite.plugins.module_utils.db import ConfigError, quote_identifier, validate_identifier
+
+MAIN_SITE_ID = 1
+
+# Tables shared by the whole network (WordPress multisite schema), without the prefix.
+NETWORK_TABLES = ("blogs", "blogmeta", "site", "sitemeta", "signups", "registration_log", "sitecategories",
+                  "blog_versions")
+USER_TABLES = ("users", "usermeta")
+GLOBAL_TABLES = NETWORK_TABLES + USER_TABLES
+
+STAGE_MARK = "wfu_stage__"
+OLD_MARK = "wfu_old__"
+NETWORK_WORK_MARK = "mnet__"
+WORK_TABLE_RE = re.compile(r"^m(\d+|net)__(.+)$")
+MAX_IDENTIFIER = 64
+
+
+def validate_prefix(prefix):
+    if not isinstance(prefix, str) or not re.match(r"^[A-Za-z0-9_]{1,40}$", prefix):
+        raise ConfigError("invalid table_prefix %r: use letters, digits and '_' (e.g. wp_)" % (prefix,))
+    return prefix
+
+
+def validate_site_id(site_id):
+    """Site ids are positive integers; refuse anything else before it reaches SQL."""
+    if isinstance(site_id, bool) or not re.match(r"^\d+$", str(site_id).strip()) or int(site_id) < 1:
+        raise ConfigError("site id must be a positive integer, got %r" % (site_id,))
+    return int(site_id)
+
+
+def site_table_prefix(prefix, site_id):
+    """``wp_`` for the main site, ``wp_43_`` for site 43."""
+    return prefix if int(site_id) == MAIN_SITE_ID else "%s%d_" % (prefix, int(site_id))
+
+
+def owner_of(table, prefix):
+    """Return the site id owning ``table``, ``'network'`` for global tables, or None for foreign tables."""
+    if not table.startswith(prefix):
+        return None
+    rest = table[len(prefix):]
+    numbered = re.match(r"^(\d+)_(.+)$", rest)
+    if numbered:
+        return int(numbered.group(1))
+    if rest in GLOBAL_TABLES:
+        return "network"
+    return MAIN_SITE_ID if rest else None
+
+
+def site_tables(all_tables, prefix, site_id):
+    """The tables of ``all_tables`` that site ``site_id`` owns, sorted."""
+    site_id = validate_site_id(site_id)
+    return sorted(t for t in all_tables if owner_of(t, prefix) == site_id)
+
+
+def network_tables(all_tables, prefix, include_users=False):
+    """The network tables present in ``all_tables`` (users/usermeta only when asked)."""
+    wanted = NETWORK_TABLES + (USER_TABLES if include_users else ())
+    return sorted(prefix + name for name in wanted if prefix + name in set(all_tables))
+
+
+def retarget_table(table, source_prefix, target_prefix):
+    """The target's name for a source table when the environments use different prefixes."""
+    if not table.startswith(source_prefix):
+        raise ConfigError("table %s does not start with the source prefix %s" % (table, source_prefix))
+    return target_prefix + table[len(source_prefix):]
+
+
+def _marked(mark, table):
+    name = mark + table
+    if len(name) > MAX_IDENTIFIER:
+        raise ConfigError("work table name %s is longer than %d characters; table %s cannot be staged"
+                          % (name, MAX_IDENTIFIER, table))
+    return name
+
+
+def work_table(site_id, table):
+    """Name of a site's copy in the migration database: ``m43__wp_43_posts``."""
+    return _marked("m%d__" % int(site_id), table)
+
+
+def network_work_table(table):
+    return _marked(NETWORK_WORK_MARK, table)
+
+
+def stage_table(table):
+    return _marked(STAGE_MARK, table)
+
+
+def old_table(table):
+    return _marked(OLD_MARK, table)
+
+
+def work_tables_of(all_tables, site_id=None):
+    """Our tables in the migration database; one site's (int), the network's ('network') or all (None)."""
+    found = []
+    for table in all_tables:
+        match = WORK_TABLE_RE.match(table)
+        if not match:
+            continue
+        owner = "network" if match.group(1) == "net" else int(match.group(1))
+        if site_id is None or owner == site_id:
+            found.append(table)
+    return sorted(found)
+
+
+def target_leftovers(all_tables, prefix, site_id=None):
+    """Staging and replaced (old) tables in a target database; one site's, the network's or all."""
+    found = []
+    for table in all_tables:
+        for mark in (STAGE_MARK, OLD_MARK):
+            if table.startswith(mark):
+                owner = owner_of(table[len(mark):], prefix)
+                if site_id is None or owner == site_id:
+                    found.append(table)
+    return sorted(found)
+
+
+def list_tables(conn, database):
+    """Base tables of a database (views excluded)."""
+    validate_identifier(database, "database name")
+    with conn.cursor() as cur:
+        cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+                    "AND TABLE_TYPE = 'BASE TABLE'", (database,))
+        return sorted(row[0] for row in cur.fetchall())
+
+
+def table_stats(conn, database, tables):
+    """``{table: {"rows": estimated rows, "bytes": data+index bytes}}`` from information_schema."""
+    if not tables:
+        return {}
+    placeholders = ", ".join(["%s"] * len(tables))
+    with conn.cursor() as cur:
+        cur.execute("SELECT TABLE_NAME, TABLE_ROWS, DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES "
+                    "WHERE TABLE_SCHEMA = %%s AND TABLE_NAME IN (%s)" % placeholders, [database] + list(tables))
+        return {name: {"rows": int(rows or 0), "bytes": int(size or 0)} for name, rows, size in cur.fetchall()}
+
+
+def exact_row_counts(conn, database, tables):
+    counts = {}
+    with conn.cursor() as cur:
+        for table in tables:
+            cur.execute("SELECT COUNT(*) FROM %s.%s" % (quote_identifier(database), quote_identifier(table)))
+            counts[table] = int(cur.fetchone()[0])
+    return counts
+
+
+def drop_tables(conn, database, tables):
+    """Drop tables (idempotent), a few at a time so one statement never grows huge."""
+    tables = list(tables)
+    with conn.cursor() as cur:
+        for start in range(0, len(tables), 50):
+            chunk = tables[start:start + 50]
+            cur.execute("DROP TABLE IF EXISTS " + ", ".join(
+                "%s.%s" % (quote_identifier(database), quote_identifier(t)) for t in chunk))
+    return tables

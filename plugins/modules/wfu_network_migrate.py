@@ -1,0 +1,128 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to wfu.multisite
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: wfu_network_migrate
+short_description: Migrate the network tables of a WordPress multisite network to another environment
+version_added: 0.1.0
+description:
+  - Moves C(wp_blogs), C(wp_site), C(wp_sitemeta), C(wp_blogmeta) (and C(wp_signups), C(wp_registration_log) when
+    present; C(wp_users) and C(wp_usermeta) only with O(include_users)) through the same pipeline as a site. The
+    domain and path of every C(wp_blogs) and C(wp_site) row are mapped to the target environment row by row; the
+    other columns get the search-replace rules of the environment pair.
+  - The tables are verified under staging names in the target and swapped in with one C(RENAME TABLE) statement;
+    a failure leaves the target's network tables as they were.
+  - In check mode nothing is changed and the plan (tables, each site's address in the target, rules) is returned.
+author:
+  - WFU Web Platform Team
+options:
+  include_users:
+    description: Also migrate C(wp_users) and C(wp_usermeta) (they are left alone by default).
+    type: bool
+    default: false
+  backup:
+    description: Keep a backup of the target's network tables; with O(backup_dir) they are also dumped to a file.
+    type: bool
+    default: true
+  backup_dir:
+    description: Directory for backup dumps of the target's tables.
+    type: path
+  keep_backup_tables:
+    description: Keep the replaced tables in the target as C(wfu_old__*) instead of dropping them.
+    type: bool
+    default: false
+  skip_columns:
+    description: Columns the search-replace leaves alone, as C(column) or C(table.column).
+    type: list
+    elements: str
+    default: []
+  work_dir:
+    description: Directory for temporary files.
+    type: path
+  timeout:
+    description: Seconds after which the call gives up and cleans up; 0 means no limit.
+    type: int
+    default: 0
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  idempotent:
+    support: none
+    details: Every run copies the tables again; the result is the same, but the call reports a change.
+extends_documentation_fragment:
+  - wfu.multisite.connection
+  - wfu.multisite.connection.environments
+  - wfu.multisite.connection.migration_db
+"""
+
+EXAMPLES = r"""
+- name: Migrate the network tables from prod to uat
+  wfu.multisite.wfu_network_migrate:
+    source: "{{ wfu_environments.prod | combine({'name': 'prod'}) }}"
+    target: "{{ wfu_environments.uat | combine({'name': 'uat'}) }}"
+    migration_db: "{{ wfu_migration_db }}"
+"""
+
+RETURN = r"""
+tables:
+  description: The network tables now in the target.
+  returned: success
+  type: list
+  elements: str
+sites:
+  description: Number of C(wp_blogs) rows mapped.
+  returned: success
+  type: int
+rows:
+  description: Rows copied.
+  returned: success
+  type: int
+rows_changed:
+  description: Rows the search-replace changed.
+  returned: success
+  type: int
+replacements:
+  description: Changed rows per table and column.
+  returned: success
+  type: dict
+backup:
+  description: Where the previous tables went.
+  returned: success
+  type: dict
+durations:
+  description: Seconds per phase.
+  returned: always
+  type: dict
+plan:
+  description: In check mode, what would be done.
+  returned: check mode
+  type: dict
+failure_class:
+  description: On failure, C(systemic) or C(site).
+  returned: failure
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.wfu.multisite.plugins.module_utils.module_runner import run_pipeline
+from ansible_collections.wfu.multisite.plugins.module_utils.pipeline import NetworkMigration
+from ansible_collections.wfu.multisite.plugins.module_utils.spec import pipeline_options
+
+
+def main():
+    argument_spec = pipeline_options()
+    argument_spec.update(include_users=dict(type="bool", default=False))
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    run_pipeline(module, NetworkMigration, option_keys=("include_users",))
+
+
+if __name__ == "__main__":
+    main()

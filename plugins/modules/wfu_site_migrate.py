@@ -1,0 +1,179 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to wfu.multisite
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: wfu_site_migrate
+short_description: Migrate one site of a WordPress multisite network to another environment
+version_added: 0.1.0
+description:
+  - Runs the whole per-site pipeline in one call. It drops the site's leftovers in the migration database,
+    copies the site's tables there, rewrites them with the search-replace rules derived for the environment pair
+    (byte-exact on PHP-serialized data), loads the result into the target under staging names, verifies row counts
+    and the site's C(siteurl)/C(home), and swaps the staged tables in with one C(RENAME TABLE) statement that also
+    moves the current tables aside.
+  - The previous tables are dropped only after the new ones are verified in place; if that check fails the swap is
+    undone. When the call fails at any point it drops what it created and the target is left as it was.
+  - A site that does not exist in the target yet is created, including its C(wp_blogs) row when the target network
+    has none for it.
+  - In check mode nothing is changed and the plan (tables, sizes, target address, rules) is returned.
+author:
+  - WFU Web Platform Team
+options:
+  site_id:
+    description: The blog id of the site to migrate.
+    type: int
+    required: true
+  backup:
+    description:
+      - Keep a backup of the target's current tables. They are always moved aside during the swap; with
+        O(backup_dir) they are also dumped to a gzip file there before the swap.
+    type: bool
+    default: true
+  backup_dir:
+    description: Directory for backup dumps of the target's tables (on the host running the module).
+    type: path
+  keep_backup_tables:
+    description: Keep the replaced tables in the target as C(wfu_old__*) instead of dropping them once verified.
+    type: bool
+    default: false
+  skip_columns:
+    description:
+      - Columns the search-replace leaves alone, as C(column) or C(table.column). C(guid) is rewritten unless listed.
+    type: list
+    elements: str
+    default: []
+  verify_urls:
+    description:
+      - Check that C(siteurl) and C(home) of the staged site are the site's address in the target before the swap.
+    type: bool
+    default: true
+  work_dir:
+    description: Directory for temporary files (client option files); default the system temp directory.
+    type: path
+  timeout:
+    description:
+      - Seconds after which the call gives up, cleans up and fails with RV(timed_out=true); 0 means no limit.
+      - Set it below the task's C(timeout) keyword so the module cleans up itself before Ansible kills it.
+    type: int
+    default: 0
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  idempotent:
+    support: none
+    details: Every run copies the site again; the result is the same, but the call reports a change.
+extends_documentation_fragment:
+  - wfu.multisite.connection
+  - wfu.multisite.connection.environments
+  - wfu.multisite.connection.migration_db
+"""
+
+EXAMPLES = r"""
+- name: Migrate site 43 from prod to uat
+  wfu.multisite.wfu_site_migrate:
+    site_id: 43
+    source: "{{ wfu_environments.prod | combine({'name': 'prod'}) }}"
+    target: "{{ wfu_environments.uat | combine({'name': 'uat'}) }}"
+    migration_db: "{{ wfu_migration_db }}"
+    timeout: 1800
+  timeout: 1860
+  register: site43
+"""
+
+RETURN = r"""
+site_id:
+  description: The site migrated.
+  returned: always
+  type: int
+url:
+  description: The site's address in the target, as checked in C(siteurl) and C(home).
+  returned: success
+  type: str
+  sample: https://news.uat.wfu.edu
+tables:
+  description: The site's tables in the target.
+  returned: success
+  type: list
+  elements: str
+new_to_target:
+  description: Whether the site had no tables in the target before.
+  returned: success
+  type: bool
+blog_row_created:
+  description: Whether a C(wp_blogs) row was added to the target for a site new to it.
+  returned: success
+  type: bool
+rows:
+  description: Rows copied.
+  returned: success
+  type: int
+bytes:
+  description: Bytes copied (as the copy measured them).
+  returned: success
+  type: int
+copy_method:
+  description: How the tables travelled (C(insert_select), C(dump) or C(pymysql)).
+  returned: success
+  type: str
+rows_changed:
+  description: Rows the search-replace changed.
+  returned: success
+  type: int
+replacements:
+  description: Changed rows per table and column.
+  returned: success
+  type: dict
+backup:
+  description: Where the previous tables went (C(file) when dumped, C(tables) when kept in the target).
+  returned: success
+  type: dict
+durations:
+  description: Seconds spent in each phase (prepare, clean, copy, replace, stage, verify, backup, swap, cleanup).
+  returned: always
+  type: dict
+plan:
+  description: In check mode, what would be done.
+  returned: check mode
+  type: dict
+failure_class:
+  description: On failure, C(systemic) (the databases or the machine are in trouble) or C(site) (this site only).
+  returned: failure
+  type: str
+phase:
+  description: On failure, the phase that failed.
+  returned: failure
+  type: str
+timed_out:
+  description: On failure, whether the call ran out of O(timeout).
+  returned: failure
+  type: bool
+cleanup:
+  description: On failure, what was undone or dropped.
+  returned: failure
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.wfu.multisite.plugins.module_utils.module_runner import run_pipeline
+from ansible_collections.wfu.multisite.plugins.module_utils.pipeline import SiteMigration
+from ansible_collections.wfu.multisite.plugins.module_utils.spec import pipeline_options
+
+
+def main():
+    argument_spec = pipeline_options()
+    argument_spec.update(site_id=dict(type="int", required=True), verify_urls=dict(type="bool", default=True))
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    run_pipeline(module, SiteMigration, site_id=module.params["site_id"], option_keys=("verify_urls",))
+
+
+if __name__ == "__main__":
+    main()

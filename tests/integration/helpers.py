@@ -1,0 +1,387 @@
+"""Shared helpers for the pipeline's integration tests: databases, fingerprints, content checks, PHP, ansible-playbook.
+
+Import them as ``from helpers import ...`` (pytest puts this directory on sys.path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+
+from ansible_collections.wfu.multisite.plugins.module_utils import tables as tbl
+from ansible_collections.wfu.multisite.plugins.module_utils.db import quote_identifier
+from tools.wpnetwork import NetworkSpec, load_network, network_sites
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+ANSIBLE_PLAYBOOK = os.path.join(VENV_BIN, "ansible-playbook")
+COLLECTIONS = os.path.join(ROOT, ".venv", "collections")
+
+# Hosts outside every generated network; a migration must leave them exactly as they were.
+OUTSIDE_HOSTS = ("webdev.example.edu", "library.example.edu")
+TEXT_TYPES = ("char", "varchar", "tinytext", "text", "mediumtext", "longtext")
+SERIALIZED_LOOK = re.compile(r"^(?:[aOsidbC]:|N;)")
+# The columns of WordPress tables that hold PHP-serialized values, by table name without the prefix.
+SERIALIZED_COLUMNS = {
+    "options": "option_value", "postmeta": "meta_value", "commentmeta": "meta_value", "termmeta": "meta_value",
+    "sitemeta": "meta_value", "usermeta": "meta_value", "blogmeta": "meta_value",
+}
+
+_names = itertools.count(1)
+
+
+# -- databases -------------------------------------------------------------------------------------------------------
+
+def unique_name(prefix):
+    return "%s_%d_%d" % (prefix, os.getpid(), next(_names))
+
+
+def query(server, database, sql, args=None):
+    with contextlib.closing(server.connect(database)) as conn, conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchall()
+
+
+def create_database(server, name=None, prefix="t"):
+    name = name or unique_name(prefix)
+    query(server, None, "CREATE DATABASE %s CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci" % quote_identifier(name))
+    return name
+
+
+def drop_database(server, name):
+    if server.is_running():
+        query(server, None, "DROP DATABASE IF EXISTS %s" % quote_identifier(name))
+
+
+def table_names(server, database):
+    return [row[0] for row in query(server, None, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE "
+                                                  "TABLE_SCHEMA = %s ORDER BY TABLE_NAME", (database,))]
+
+
+def row_counts(server, database, tables):
+    with contextlib.closing(server.connect(database)) as conn:
+        return tbl.exact_row_counts(conn, database, tables)
+
+
+def fingerprint(server, database, tables=None):
+    """``{table: (CHECKSUM TABLE, sha1 of SHOW CREATE TABLE)}`` for every table (or the given ones).
+
+    Two equal fingerprints mean the same tables with the same definitions and the same rows.
+    """
+    names = table_names(server, database) if tables is None else list(tables)
+    result = {}
+    with contextlib.closing(server.connect(database)) as conn, conn.cursor() as cur:
+        for name in names:
+            cur.execute("CHECKSUM TABLE %s" % quote_identifier(name))
+            checksum = cur.fetchone()[1]
+            cur.execute("SHOW CREATE TABLE %s" % quote_identifier(name))
+            create = re.sub(r" AUTO_INCREMENT=\d+", "", cur.fetchone()[1])
+            result[name] = (checksum, hashlib.sha1(create.encode("utf-8")).hexdigest())
+    return result
+
+
+def without(fingerprints, tables):
+    """A fingerprint minus some tables."""
+    return {name: value for name, value in fingerprints.items() if name not in set(tables)}
+
+
+class LoadedNetwork:
+    """A generated network loaded into a database of one server."""
+
+    def __init__(self, server, spec, database=None):
+        self.server = server
+        self.spec = spec
+        self.database = database or create_database(server, prefix="net")
+        self.summary = load_network(server.connection(), self.database, spec)
+
+    @property
+    def prefix(self):
+        return self.spec.prefix
+
+    def site_tables(self, site_id):
+        return tbl.site_tables(table_names(self.server, self.database), self.prefix, site_id)
+
+    def drop(self):
+        drop_database(self.server, self.database)
+
+
+def environment(name, url, server, database, prefix="wp_", **settings):
+    """One entry of ``wfu_environments`` plus its name, as the pipeline's Endpoint takes it."""
+    return dict(settings, name=name, url=url, db=server.connection(database), table_prefix=prefix)
+
+
+def addresses(url, spec):
+    """``{blog_id: (domain, path, url)}`` the sites of ``spec`` get when the network lives at ``url``.
+
+    The generator lays out a network at any url the same way, so this is the address a migration
+    to that url must produce, computed without the pipeline's own mapping code.
+    """
+    moved = NetworkSpec(url=url, subdomain=spec.subdomain, site_ids=spec.blog_ids(), prefix=spec.prefix)
+    return {site.blog_id: (site.domain, site.path, site.url) for site in network_sites(moved)}
+
+
+# -- content checks --------------------------------------------------------------------------------------------------
+
+def text_columns(server, database, table):
+    rows = query(server, None, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND "
+                               "TABLE_NAME = %s AND DATA_TYPE IN (%s) ORDER BY ORDINAL_POSITION"
+                 % ("%s", "%s", ", ".join(["%s"] * len(TEXT_TYPES))), (database, table) + TEXT_TYPES)
+    return [row[0] for row in rows]
+
+
+def values_containing(server, database, tables, needle):
+    """Yield ``(table, column, value)`` for every text value of the tables that contains ``needle`` (case-sensitive)."""
+    like = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    with contextlib.closing(server.connect(database)) as conn, conn.cursor() as cur:
+        for table in tables:
+            for column in text_columns(server, database, table):
+                cur.execute("SELECT %s FROM %s WHERE %s LIKE BINARY %%s" % (
+                    quote_identifier(column), quote_identifier(table), quote_identifier(column)), (like,))
+                for (value,) in cur.fetchall():
+                    yield table, column, value
+
+
+def count_occurrences(server, database, tables, needle):
+    return sum(value.count(needle) for _table, _column, value in values_containing(server, database, tables, needle))
+
+
+def host_leftovers(server, database, tables, host):
+    """Occurrences of ``host`` or of a subdomain of it that are not just part of a longer host name.
+
+    ``webdev.example.edu`` does not count as ``dev.example.edu``; ``news.dev.example.edu``,
+    ``//dev.example.edu``, ``https%3A%2F%2Fdev.example.edu`` and ``@dev.example.edu`` do.
+    Returns ``[(table, column, excerpt)]``.
+    """
+    found = []
+    for table, column, value in values_containing(server, database, tables, host):
+        for match in re.finditer(re.escape(host), value):
+            start = match.start()
+            before = value[start - 1] if start else ""
+            part_of_longer_name = (before.isalnum() or before == "-") and value[max(0, start - 3):start].upper() != "%2F"
+            if not part_of_longer_name:
+                found.append((table, column, value[max(0, start - 40):match.end() + 40]))
+    return found
+
+
+def serialized_values(server, database, tables, prefix):
+    """``{(table without prefix, primary key): value}`` of the values that look PHP-serialized."""
+    values = {}
+    with contextlib.closing(server.connect(database)) as conn, conn.cursor() as cur:
+        for table in tables:
+            kind = re.sub(r"^\d+_", "", table[len(prefix):])
+            column = SERIALIZED_COLUMNS.get(kind)
+            if not column:
+                continue
+            cur.execute("SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s AND "
+                        "TABLE_NAME = %s AND CONSTRAINT_NAME = 'PRIMARY'", (database, table))
+            key = cur.fetchone()[0]
+            cur.execute("SELECT %s, %s FROM %s" % (quote_identifier(key), quote_identifier(column),
+                                                   quote_identifier(table)))
+            for key_value, value in cur.fetchall():
+                if value and SERIALIZED_LOOK.match(value):
+                    values[(table[len(prefix):], key_value)] = value
+    return values
+
+
+PHP_UNSERIALIZE = r'''
+$out = [];
+foreach (json_decode(file_get_contents("php://stdin"), true) as $value) {
+    $out[] = @unserialize($value) !== false || $value === "b:0;";
+}
+echo json_encode($out);
+'''
+
+
+def php_unserializes(values):
+    """For each string, whether PHP's unserialize() accepts it; one php process for the whole batch."""
+    if shutil.which("php") is None:
+        raise RuntimeError("php-cli is required for this test (make setup installs it)")
+    done = subprocess.run(["php", "-d", "memory_limit=1G", "-r", PHP_UNSERIALIZE], input=json.dumps(list(values)),
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+# -- processes -------------------------------------------------------------------------------------------------------
+
+def _read_proc(pid, name):
+    try:
+        with open("/proc/%s/%s" % (pid, name), "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def processes():
+    """``[(pid, ppid, comm, state)]`` of every process now running."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        stat = _read_proc(entry, "stat")
+        if not stat:
+            continue
+        text = stat.decode("utf-8", "replace")
+        comm = text[text.index("(") + 1:text.rindex(")")]
+        fields = text[text.rindex(")") + 2:].split()
+        found.append((int(entry), int(fields[1]), comm, fields[0]))
+    return found
+
+
+def descendants(pid):
+    """``[(pid, comm, state)]`` of every process below ``pid``."""
+    table = processes()
+    children = {}
+    for child, parent, comm, state in table:
+        children.setdefault(parent, []).append((child, comm, state))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child[0])
+    return found
+
+
+def client_children(pid=None):
+    """mariadb / mariadb-dump / mysql / mysqldump processes (zombies included) below ``pid`` (default: us)."""
+    return [p for p in descendants(pid or os.getpid()) if p[1] in ("mariadb", "mariadb-dump", "mysql", "mysqldump")]
+
+
+class CmdlineWatcher:
+    """Polls /proc/*/cmdline of every process in a thread and remembers where ``secret`` shows up.
+
+    ``leaks`` lists ``(pid, comm, cmdline)`` of processes whose argv held the secret; ``seen`` counts
+    how often each program name was seen, so a test can prove the watcher saw the processes it cares about.
+    """
+
+    def __init__(self, secret, interval=0.002):
+        self.secret = secret.encode("utf-8")
+        self.interval = interval
+        self.leaks = []
+        self.seen = {}
+        self.scans = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="cmdline-watcher", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self):
+        me = str(os.getpid())
+        while not self._stop.is_set():
+            for entry in os.listdir("/proc"):
+                if not entry.isdigit() or entry == me:
+                    continue
+                cmdline = _read_proc(entry, "cmdline")
+                if not cmdline:
+                    continue
+                argv = cmdline.split(b"\0")
+                name = os.path.basename(argv[0]).decode("utf-8", "replace")
+                self.seen[name] = self.seen.get(name, 0) + 1
+                if self.secret in cmdline:
+                    self.leaks.append((int(entry), name, cmdline.replace(b"\0", b" ").decode("utf-8", "replace")))
+            self.scans += 1
+            time.sleep(self.interval)
+
+
+class PeakMemory:
+    """Polls /proc for the processes below ``pid`` and keeps the largest VmHWM (peak RSS, kB) of each program."""
+
+    def __init__(self, pid, interval=0.02):
+        self.pid = pid
+        self.interval = interval
+        self.peak_kb = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="peak-memory", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self):
+        while not self._stop.is_set():
+            for pid, _comm, _state in [(self.pid, "", "")] + descendants(self.pid):
+                status = _read_proc(pid, "status")
+                cmdline = _read_proc(pid, "cmdline")
+                if not status or not cmdline:
+                    continue
+                match = re.search(rb"VmHWM:\s+(\d+) kB", status)
+                if match:
+                    label = program_label(cmdline)
+                    self.peak_kb[label] = max(self.peak_kb.get(label, 0), int(match.group(1)))
+            time.sleep(self.interval)
+
+
+def program_label(cmdline):
+    """A short name for a process: the program, or the Ansible module a Python process runs."""
+    argv = [part.decode("utf-8", "replace") for part in cmdline.split(b"\0") if part]
+    if not argv:
+        return "?"
+    for part in argv[1:]:
+        match = re.search(r"AnsiballZ_(\w+)\.py", part)
+        if match:
+            return "module " + match.group(1)
+    name = os.path.basename(argv[0])
+    if name.startswith("python") and len(argv) > 1:
+        return "python " + os.path.basename(argv[1])
+    return name
+
+
+# -- ansible-playbook ------------------------------------------------------------------------------------------------
+
+def playbook_env():
+    env = dict(os.environ)
+    env.update(ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
+               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_RETRY_FILES_ENABLED="false", ANSIBLE_HOST_KEY_CHECKING="false",
+               PATH=VENV_BIN + os.pathsep + env.get("PATH", ""))
+    return env
+
+
+def write_inventory(directory, environments, migration_db, **extra_vars):
+    """An inventory (localhost, the venv's Python) with group_vars/all.yml holding the migration settings.
+
+    ``environments`` maps environment names to ``wfu_environments`` entries (``url``, ``db``, ...).
+    Returns the path of the inventory file.  The passwords are in group_vars, as a real inventory has them.
+    """
+    directory = str(directory)
+    os.makedirs(os.path.join(directory, "group_vars"), exist_ok=True)
+    inventory = os.path.join(directory, "hosts.ini")
+    with open(inventory, "w", encoding="utf-8") as handle:
+        handle.write("localhost ansible_connection=local ansible_python_interpreter=%s\n"
+                     % os.path.join(VENV_BIN, "python"))
+    settings = dict(extra_vars, wfu_environments=environments, wfu_migration_db=migration_db,
+                    wfu_state_dir=os.path.join(directory, "state"))
+    # JSON is YAML; it keeps the passwords' quoting exact.
+    with open(os.path.join(directory, "group_vars", "all.yml"), "w", encoding="utf-8") as handle:
+        json.dump(settings, handle, indent=2)
+    return inventory
+
+
+def run_playbook(playbook, inventory, *args, extra_vars=None, timeout=300, check=True):
+    """Run ansible-playbook; return the CompletedProcess (stdout and stderr merged, text)."""
+    argv = [ANSIBLE_PLAYBOOK, playbook, "-i", inventory]
+    for key, value in (extra_vars or {}).items():
+        argv += ["-e", "%s=%s" % (key, value)]
+    argv += list(args)
+    done = subprocess.run(argv, cwd=os.path.dirname(inventory), env=playbook_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False)
+    if check:
+        assert done.returncode == 0, done.stdout[-6000:]
+    return done
