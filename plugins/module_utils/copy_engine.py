@@ -72,6 +72,8 @@ DUMP_FLAGS = (
 # Only MySQL's mysqldump has these; without them it fails against MariaDB or GTID-less targets.
 MYSQL_DUMP_FLAGS = ("--set-gtid-purged=OFF", "--column-statistics=0")
 LOAD_FLAGS = ("--binary-mode", "--batch", "--max-allowed-packet=1G", "--default-character-set=utf8mb4")
+# MariaDB's client echoes a failing statement (MBs of row data) to stderr unless told not to; MySQL's has no such flag.
+MARIADB_LOAD_FLAGS = ("--skip-print-query-on-error",)
 
 # MySQL 8 collations that MariaDB 10.11 does not know, and the nearest collation it has.
 MYSQL_ONLY_COLLATIONS = {
@@ -251,8 +253,8 @@ def dump_binary():
 
 
 @functools.lru_cache(maxsize=None)
-def is_mysql_dump(path):
-    """True when the dump binary at ``path`` is MySQL's mysqldump (it takes other flags than MariaDB's)."""
+def is_mysql_tool(path):
+    """True when the client program at ``path`` is MySQL's rather than MariaDB's (they take different flags)."""
     completed = subprocess.run([path, "--version"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
                                check=False, timeout=30)
     return "mariadb" not in (completed.stdout + completed.stderr).lower()
@@ -261,14 +263,15 @@ def is_mysql_dump(path):
 def dump_command(dump_path, option_file, database, tables):
     """argv of the dump: the option file first, then our flags, the database and its tables."""
     flags = list(DUMP_FLAGS)
-    if is_mysql_dump(dump_path):
+    if is_mysql_tool(dump_path):
         flags.extend(MYSQL_DUMP_FLAGS)
     return [dump_path, "--defaults-extra-file=" + option_file] + flags + [database] + list(tables)
 
 
 def load_command(client_path, option_file, database):
     """argv of the loader that reads a dump on stdin into ``database``."""
-    return [client_path, "--defaults-extra-file=" + option_file] + list(LOAD_FLAGS) + [database]
+    flags = list(LOAD_FLAGS) if is_mysql_tool(client_path) else list(LOAD_FLAGS + MARIADB_LOAD_FLAGS)
+    return [client_path, "--defaults-extra-file=" + option_file] + flags + [database]
 
 
 class DumpRewriter:
@@ -451,18 +454,18 @@ class DumpPipeline:
         """None when both sides succeeded, else ``(side, stderr text)`` of the side that failed first."""
         if self._dump_failed_on_its_own():
             # A dump that broke off leaves the loader a truncated statement: its complaint is a consequence.
-            return "dump", _tail(self.dump_errors)
+            return "dump", _error_text(self.dump_errors)
         if self.load.returncode != 0:
-            return "load", _tail(self.load_errors)
+            return "load", _error_text(self.load_errors)
         if self.dump.returncode != 0:
-            return "dump", _tail(self.dump_errors)
+            return "dump", _error_text(self.dump_errors)
         return None
 
     def _dump_failed_on_its_own(self):
         """A non-zero exit that we did not cause by killing it, nor the loader by going away (SIGPIPE/EPIPE)."""
         if self.dump.returncode == 0 or self.dump.pid in self.killed or self.dump.returncode == -13:
             return False
-        return "errno 32" not in _tail(self.dump_errors)
+        return "errno 32" not in _error_text(self.dump_errors)
 
     def _pump(self):
         source = self.dump.stdout.fileno()
@@ -507,12 +510,17 @@ def _write_all(fd, data):
         view = view[written:]
 
 
-def _tail(handle, limit=4000):
+_ERROR_LINE = re.compile(r"^(?:ERROR \d+|[\w./-]*(?:mariadb|mysql)[\w-]*: )")
+
+
+def _error_text(handle, limit=64 * 1024):
+    """The error lines a tool wrote to ``handle``, without echoed statements (they would carry row data)."""
     handle.flush()
     handle.seek(0, os.SEEK_END)
-    size = handle.tell()
-    handle.seek(max(0, size - limit))
-    return redact(handle.read().decode("utf-8", "replace").strip())
+    handle.seek(max(0, handle.tell() - limit))
+    lines = [line.strip() for line in handle.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    errors = [line[:1000] for line in lines if _ERROR_LINE.match(line)] or [line[:300] for line in lines[-1:]]
+    return redact("; ".join(errors[-5:]))
 
 
 # -- same server: INSERT ... SELECT ----------------------------------------------------------------------------------

@@ -20,9 +20,9 @@ description:
     with mode 0600; directories are created 0700.
   - A damaged or foreign C(state.json) (invalid JSON, no or a newer C(schema_version), another migration's id) stops
     the task with a message naming the file and, for invalid JSON, the byte position; nothing is changed or reset.
-  - An action plugin of the same name does the work inside the controller's ansible-playbook process when the task
+  - "An action plugin of the same name does the work inside the controller's ansible-playbook process when the task
     runs on the controller (local connection, for example C(delegate_to: localhost)) without C(become); otherwise
-    the module runs on the target host.
+    the module runs on the target host."
   - "Locks: O(action=lock) creates C(locks/<target_env>.lock) exclusively, recording the ansible-playbook process
     that holds it (pid, host, process start time, boot id) and the migration id. A lock whose holder is gone from
     this host (or whose pid now belongs to another process, or which predates a reboot) is stale and taken over;
@@ -135,8 +135,8 @@ options:
 notes:
   - "Site and network updates (O(action=site), O(action=network)) return small results and no facts; V(create),
     V(load), V(set_sites), V(finish) and V(status) return the summary as the C(wfu_migration) fact."
-  - Run the state tasks on the controller (C(delegate_to: localhost)) - the action plugin then avoids a module
-    process per call, and the lock can check the ansible-playbook process that holds it.
+  - "Run the state tasks on the controller (C(delegate_to: localhost)) - the action plugin then avoids a module
+    process per call, and the lock can check the ansible-playbook process that holds it."
   - Resuming a migration that another live run is working on (it holds the target's lock) fails.
 seealso:
   - module: wfu.multisite.wfu_site_migrate

@@ -385,3 +385,72 @@ def run_playbook(playbook, inventory, *args, extra_vars=None, timeout=300, check
     if check:
         assert done.returncode == 0, done.stdout[-6000:]
     return done
+
+
+# -- a source network, a target network and a migration database -----------------------------------------------------
+
+class MigrationSetup:
+    """A generated network in the source (environment ``dev``), one in the target (``uat``) and a migration database.
+
+    ``target_spec`` may be None for a target database without any table.
+    """
+
+    def __init__(self, servers, source_spec, target_spec):
+        self.servers = servers
+        self.source = LoadedNetwork(servers["source"], source_spec)
+        if target_spec is not None:
+            self.target = LoadedNetwork(servers["target"], target_spec)
+            self.target_url, self.target_prefix = target_spec.url, target_spec.prefix
+        else:
+            self.target = None
+            self.target_url, self.target_prefix = "https://uat.example.edu", "wp_"
+        self.target_database = self.target.database if self.target else create_database(servers["target"], prefix="tgt")
+        self.migration_server = servers["migration"]
+        self.migration_database = create_database(self.migration_server, prefix="mig")
+
+    @property
+    def target_server(self):
+        return self.servers["target"]
+
+    def source_env(self):
+        return environment("dev", self.source.spec.url, self.source.server, self.source.database, self.source.prefix)
+
+    def target_env(self):
+        return environment("uat", self.target_url, self.target_server, self.target_database, self.target_prefix)
+
+    def migration_db(self):
+        return self.migration_server.connection(self.migration_database)
+
+    def site(self, site_id, options=None, check_mode=False):
+        from ansible_collections.wfu.multisite.plugins.module_utils.pipeline import Endpoint, SiteMigration
+
+        return SiteMigration(site_id, Endpoint(self.source_env()), Endpoint(self.target_env()), self.migration_db(),
+                             options=options, check_mode=check_mode)
+
+    def network(self, options=None, check_mode=False):
+        from ansible_collections.wfu.multisite.plugins.module_utils.pipeline import Endpoint, NetworkMigration
+
+        return NetworkMigration(Endpoint(self.source_env()), Endpoint(self.target_env()), self.migration_db(),
+                                options or {}, check_mode=check_mode)
+
+    def target_tables(self):
+        return table_names(self.target_server, self.target_database)
+
+    def target_fingerprint(self, tables=None):
+        return fingerprint(self.target_server, self.target_database, tables)
+
+    def migration_tables(self):
+        return table_names(self.migration_server, self.migration_database)
+
+    def target_site_tables(self, site_id):
+        return tbl.site_tables(self.target_tables(), self.target_prefix, site_id)
+
+    def expected_target_tables(self, site_id):
+        """The target's names of the source site's tables."""
+        return sorted(tbl.retarget_table(t, self.source.prefix, self.target_prefix)
+                      for t in self.source.site_tables(site_id))
+
+    def drop(self):
+        self.source.drop()
+        drop_database(self.target_server, self.target_database)
+        drop_database(self.migration_server, self.migration_database)

@@ -79,6 +79,7 @@ PLAIN = [
     "dev.example.edu", "webdev.example.edu", "news.dev.example.edu", "dev.example.education",
     "dev.example.edu-old", "dev.example.edu.", ".dev.example.edu", "-dev.example.edu", "@dev.example.edu",
     "😀dev.example.edu😀", "édev.example.edué", "DEV.EXAMPLE.EDU", "Dev.example.edu", "dev.example.EDU",
+    "DEV.EXAMPLE.EDU, Dev.Example.Edu and dev.example.edu", "CAFÉ-DEV café-dev Café-Dev", "AA Aa aA aa",
     "https:\\/\\/dev.example.edu\\/wp-content\\/uploads", "caf\\u00e9-dev", "café-dev", "CAFÉ-DEV", "cafe-dev",
     "100%_off\\ and 100%_off\\", "100%Xoff\\", "100%_off", "100X_off\\", "dev2.example.edu", "xdev2.example.edu",
     "ünï.example.edu", "xünï.example.edu", "😀ünï.example.edu-", "a\\b\\\\c dev.example.edu\\",

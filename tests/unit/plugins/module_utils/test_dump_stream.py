@@ -1,4 +1,4 @@
-"""The copy engine's pure parts: the dump-stream rewriter, name mapping, and the tools' argv."""
+"""The copy engine's pure parts: the dump-stream rewriter, name mapping, and the argv of the client tools."""
 
 import os
 import stat
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from ansible_collections.wfu.multisite.plugins.module_utils import copy_engine
 from ansible_collections.wfu.multisite.plugins.module_utils.copy_engine import (
-    DumpRewriter, destination_names, dump_command, is_mysql_dump, load_command, rewrite_collations)
+    DumpRewriter, destination_names, dump_command, is_mysql_tool, load_command, rewrite_collations)
 from ansible_collections.wfu.multisite.plugins.module_utils.db import ConfigError
 
 # What MySQL 8.0's mysqldump writes for a WordPress table (extended INSERTs on one line), written for these
@@ -150,8 +150,9 @@ def test_option_file_comes_first_and_mysql_dump_gets_its_own_flags(tmp_path):
     tools = copy_engine.client_tools()
     if tools is None:
         pytest.skip("no MariaDB client tools installed")
-    assert not is_mysql_dump(tools[0])
+    assert not is_mysql_tool(tools[0])
     mariadb_argv = dump_command(tools[0], "/tmp/a.cnf", "wp", ["wp_5_posts"])
     assert mariadb_argv[1] == "--defaults-extra-file=/tmp/a.cnf" and "--set-gtid-purged=OFF" not in mariadb_argv
-    assert load_command(tools[1], "/tmp/b.cnf", "wp_migration")[1:2] == ["--defaults-extra-file=/tmp/b.cnf"]
+    load_argv = load_command(tools[1], "/tmp/b.cnf", "wp_migration")
+    assert load_argv[1] == "--defaults-extra-file=/tmp/b.cnf" and "--skip-print-query-on-error" in load_argv
     assert os.path.basename(load_command(tools[1], "/tmp/b.cnf", "wp_migration")[0]) in ("mariadb", "mysql")

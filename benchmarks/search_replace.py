@@ -1,0 +1,275 @@
+"""Benchmark: the search-replace engine against PHP's unserialize/replace/serialize loop.
+
+Run from the repository root::
+
+    .venv/bin/python -m benchmarks.search_replace [--scale 1.0] [--rounds 3]
+
+It builds a corpus of WordPress-like column values (about 30 MB at scale 1):
+post HTML and Elementor-style JSON with URLs, widget options, theme mods,
+attachment metadata, double-serialized plugin options, small meta values,
+sessions and capabilities, and a few serialized values damaged by an earlier
+naive replace.  The structured values are serialized by PHP itself.  Then the
+same values go through ``replace_value`` and through ``php_baseline.php`` (the
+naive loop most tools use), and it prints MB/s for both per category and in
+total, and how many outputs are byte-identical.  Timings are the best of
+``--rounds`` rounds; nothing else is timed.
+"""
+
+import argparse
+import json
+import os
+import random
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, ".venv", "collections"))
+
+from ansible_collections.wfu.multisite.plugins.module_utils.search_replace import (  # noqa: E402
+    HostPair,
+    expand_pairs,
+    host_pair_regex,
+    replace_value,
+)
+
+PAIRS = [("https://dev.example.edu", "https://uat.example.edu"), HostPair("dev.example.edu", "uat.example.edu")]
+BASELINE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "php_baseline.php")
+SITE = "https://dev.example.edu/sites/biology"
+UPLOADS = SITE + "/wp-content/uploads/sites/7"
+WORDS = ("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et "
+         "dolore magna aliqua research faculty students campus deacon café naïve résumé").split()
+
+# Category: (label, how many values at scale 1)
+CATEGORIES = {
+    1: ("post HTML", 1200),
+    2: ("Elementor JSON", 300),
+    3: ("widget options", 400),
+    4: ("theme mods", 200),
+    5: ("attachment metadata", 6000),
+    6: ("double-serialized options", 200),
+    7: ("small meta values", 30000),
+    8: ("sessions, roles, cron", 3000),
+    9: ("damaged serialized", 50),
+}
+
+
+def sentence(rng, words=12):
+    return " ".join(rng.choice(WORDS) for _ in range(words)).capitalize() + "."
+
+
+def image_path(rng):
+    return "%d/%02d/photo-%d.jpg" % (rng.randint(2015, 2024), rng.randint(1, 12), rng.randint(1, 99999))
+
+
+def post_html(rng):
+    blocks = []
+    for _ in range(rng.randint(2, 60)):
+        kind = rng.random()
+        if kind < 0.5:
+            blocks.append("<!-- wp:paragraph -->\n<p>%s</p>\n<!-- /wp:paragraph -->" % " ".join(
+                sentence(rng) for _ in range(rng.randint(1, 6))))
+        elif kind < 0.75:
+            path = image_path(rng)
+            blocks.append('<!-- wp:image {"id":%d,"sizeSlug":"large"} -->\n<figure class="wp-block-image">'
+                          '<img src="%s/%s" alt="%s" srcset="%s/%s 1024w, %s/%s 300w"/></figure>\n'
+                          '<!-- /wp:image -->' % (rng.randint(1, 9999), UPLOADS, path, rng.choice(WORDS),
+                                                  UPLOADS, path, UPLOADS, path.replace(".jpg", "-300x200.jpg")))
+        else:
+            blocks.append('<p>See <a href="%s/%s/">%s</a> or <a href="https://www.wfu.edu/">wfu.edu</a>.</p>'
+                          % (SITE, rng.choice(WORDS), sentence(rng, 4)))
+    html = "\n\n".join(blocks)
+    return html if rng.random() < 0.6 else html.replace("dev.example.edu", "elsewhere.example.org")
+
+
+def elementor_json(rng):
+    elements = [{"id": "%07x" % rng.getrandbits(28), "elType": "widget", "widgetType": rng.choice(["image", "text"]),
+                 "settings": {"image": {"url": "%s/%s" % (UPLOADS, image_path(rng)), "id": rng.randint(1, 9999)},
+                              "editor": "<p>%s</p>" % sentence(rng, 30),
+                              "link": {"url": "%s/%s/" % (SITE, rng.choice(WORDS)), "is_external": ""}}}
+                for _ in range(rng.randint(3, 40))]
+    return json.dumps(elements, separators=(",", ":")).replace("/", "\\/")
+
+
+def widget_option(rng):
+    widgets = {}
+    for number in range(2, rng.randint(3, 20)):
+        widgets[number] = {"title": sentence(rng, 3), "filter": True, "visual": rng.random() < 0.5,
+                           "text": '<p>%s <a href="%s/%s/">%s</a></p>' % (
+                               sentence(rng, 20), SITE, rng.choice(WORDS), rng.choice(WORDS))}
+    widgets["_multiwidget"] = 1
+    return widgets
+
+
+def theme_mods(rng):
+    header = "%s/%s" % (UPLOADS, image_path(rng))
+    return {"0": False, "nav_menu_locations": {"primary": rng.randint(2, 50), "footer": rng.randint(2, 50)},
+            "custom_css_post_id": rng.randint(-1, 900), "header_image": header,
+            "header_image_data": {"__class__": "stdClass", "attachment_id": rng.randint(1, 9999), "url": header,
+                                  "thumbnail_url": header, "height": 300, "width": 1600},
+            "background_color": "ffffff", "sidebars_widgets": {
+                "time": rng.randint(1600000000, 1700000000),
+                "data": {"wp_inactive_widgets": [], "sidebar-1": ["text-%d" % n for n in range(rng.randint(0, 8))]}},
+            "mods": {"__class__": "WP_Theme_Mods", "logo": "%s/logo.png" % UPLOADS, "ratio": 1.5,
+                     "links": ["%s/%s/" % (SITE, rng.choice(WORDS)) for _ in range(rng.randint(0, 10))]}}
+
+
+def attachment_metadata(rng):
+    path = image_path(rng)
+    stem = path[:-4]
+    sizes = {name: {"file": "%s-%dx%d.jpg" % (stem.rsplit("/", 1)[1], width, width * 2 // 3), "width": width,
+                    "height": width * 2 // 3, "mime-type": "image/jpeg", "filesize": rng.randint(5000, 400000)}
+             for name, width in (("thumbnail", 150), ("medium", 300), ("medium_large", 768), ("large", 1024),
+                                 ("1536x1536", 1536))}
+    return {"width": 2048, "height": 1365, "file": path, "filesize": rng.randint(100000, 9000000), "sizes": sizes,
+            "image_meta": {"aperture": "2.8", "credit": "", "camera": "ILCE-7M3", "caption": "",
+                           "created_timestamp": str(rng.randint(1500000000, 1700000000)), "copyright": "",
+                           "focal_length": "35", "iso": "200", "shutter_speed": "0.004", "title": "",
+                           "orientation": "1", "keywords": []}}
+
+
+def double_serialized(rng):
+    return {"version": "3.%d" % rng.randint(0, 9), "enabled": True,
+            "settings": {"__serialized__": {"redirect": "%s/thanks/" % SITE, "logo": "%s/%s" % (UPLOADS, image_path(rng)),
+                                            "rules": [{"from": "/old-%d" % n, "to": "%s/new-%d/" % (SITE, n)}
+                                                      for n in range(rng.randint(1, 40))]}}}
+
+
+def small_meta(rng):
+    kind = rng.random()
+    if kind < 0.4:
+        return str(rng.randint(0, 99999))
+    if kind < 0.6:
+        return "%s/%s/" % (SITE, rng.choice(WORDS))
+    if kind < 0.8:
+        return sentence(rng, rng.randint(1, 8))
+    return rng.choice(["default", "field_5f2a1b", "a:0:{}", "publish", "1", "", "_self"])
+
+
+def misc_serialized(rng):
+    kind = rng.random()
+    if kind < 0.4:
+        return {"administrator" if rng.random() < 0.1 else "subscriber": True}
+    if kind < 0.8:
+        return {"%064x" % rng.getrandbits(256): {"expiration": rng.randint(1600000000, 1800000000),
+                                                  "ip": "10.%d.%d.%d" % (rng.randint(0, 255), rng.randint(0, 255),
+                                                                          rng.randint(0, 255)),
+                                                  "ua": "Mozilla/5.0 (X11; Linux x86_64) Firefox/%d.0" % rng.randint(90, 130),
+                                                  "login": rng.randint(1600000000, 1700000000)}}
+    return {str(rng.randint(1600000000, 1800000000)): {"wp_version_check": {"%032x" % rng.getrandbits(128): {
+        "schedule": "twicedaily", "args": [], "interval": 43200}}}, "version": 2}
+
+
+def corpus_structures(scale, seed=20240517):
+    """[(category, text or structure to serialize)] for the whole corpus."""
+    rng = random.Random(seed)
+    makers = {1: post_html, 2: elementor_json, 3: widget_option, 4: theme_mods, 5: attachment_metadata,
+              6: double_serialized, 7: small_meta, 8: misc_serialized, 9: widget_option}
+    return [(category, makers[category](rng))
+            for category, (_label, count) in CATEGORIES.items() for _ in range(max(1, int(count * scale)))]
+
+
+def write_records(path, records):
+    with open(path, "wb") as out:
+        for category, value in records:
+            data = value.encode("utf-8")
+            out.write(struct.pack("<BI", category, len(data)) + data)
+
+
+def read_records(path):
+    with open(path, "rb") as source:
+        data = source.read()
+    records, at = [], 0
+    while at < len(data):
+        category, length = struct.unpack_from("<BI", data, at)
+        records.append((category, data[at + 5:at + 5 + length].decode("utf-8")))
+        at += 5 + length
+    return records
+
+
+def damage(value, rng):
+    """A serialized value as an earlier naive replace leaves it: one string longer than its header says."""
+    at = value.index('"', value.index("s:", 10)) + 1
+    return value[:at] + rng.choice(WORDS) + value[at:]
+
+
+def build_corpus(workdir, scale):
+    structures = corpus_structures(scale)
+    source = os.path.join(workdir, "structures.json")
+    with open(source, "w", encoding="utf-8") as out:
+        json.dump(structures, out)
+    serialized = os.path.join(workdir, "values.bin")
+    subprocess.run(["php", BASELINE, "serialize", source, serialized], check=True)
+    rng = random.Random(7)
+    return [(category, damage(value, rng) if category == 9 else value) for category, value in read_records(serialized)]
+
+
+def time_python(records, rounds):
+    by_category = {}
+    for category, value in records:
+        by_category.setdefault(category, []).append(value)
+    best, outputs = {}, []
+    for _ in range(rounds):
+        outputs = []
+        for category, values in by_category.items():
+            started = time.perf_counter()
+            outputs.extend((category, replace_value(value, PAIRS)) for value in values)
+            elapsed = time.perf_counter() - started
+            best[category] = min(best.get(category, elapsed), elapsed)
+    return best, outputs
+
+
+def time_php(workdir, records, rounds):
+    values = os.path.join(workdir, "values.bin")
+    write_records(values, records)
+    pairs = os.path.join(workdir, "pairs.json")
+    with open(pairs, "w", encoding="utf-8") as out:
+        json.dump([{"search": search, "replace": replace,
+                    "pattern": host_pair_regex(search) if isinstance(pair, HostPair) else None}
+                   for pair in expand_pairs(PAIRS) for search, replace in [pair]], out)
+    outputs = os.path.join(workdir, "outputs.bin")
+    run = subprocess.run(["php", "-d", "memory_limit=2G", BASELINE, "replace", values, pairs, outputs, str(rounds)],
+                         check=True, capture_output=True, text=True)
+    return {int(category): seconds for category, seconds in json.loads(run.stdout).items()}, read_records(outputs)
+
+
+def report(records, python_times, php_times, python_outputs, php_outputs):
+    sizes, identical, counts = {}, {}, {}
+    for (category, value), (_c, ours), (_p, theirs) in zip(records, python_outputs, php_outputs):
+        sizes[category] = sizes.get(category, 0) + len(value.encode("utf-8"))
+        counts[category] = counts.get(category, 0) + 1
+        identical[category] = identical.get(category, 0) + (ours == theirs)
+    print("%-28s %8s %8s %12s %12s %7s %14s" % ("category", "values", "MB", "Python MB/s", "PHP MB/s", "ratio",
+                                                  "same output"))
+    for category, (label, _count) in CATEGORIES.items():
+        megabytes = sizes[category] / 1e6
+        print("%-28s %8d %8.2f %12.1f %12.1f %7.2f %8d/%d" % (
+            label, counts[category], megabytes, megabytes / python_times[category], megabytes / php_times[category],
+            php_times[category] / python_times[category], identical[category], counts[category]))
+    total_mb = sum(sizes.values()) / 1e6
+    python_total, php_total = sum(python_times.values()), sum(php_times.values())
+    print("%-28s %8d %8.2f %12.1f %12.1f %7.2f %8d/%d" % (
+        "total", len(records), total_mb, total_mb / python_total, total_mb / php_total, php_total / python_total,
+        sum(identical.values()), len(records)))
+    print("ratio = PHP time / Python time (above 1: the engine is faster)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=1.0, help="corpus size factor (1.0 is about 30 MB)")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds; the best one counts")
+    args = parser.parse_args()
+    if shutil.which("php") is None:
+        sys.exit("php (php-cli) is needed for the baseline: make setup installs it")
+    with tempfile.TemporaryDirectory() as workdir:
+        records = build_corpus(workdir, args.scale)
+        php_times, php_outputs = time_php(workdir, records, args.rounds)
+        python_times, python_outputs = time_python(records, args.rounds)
+    report(records, python_times, php_times, python_outputs, php_outputs)
+
+
+if __name__ == "__main__":
+    main()

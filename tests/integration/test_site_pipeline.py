@@ -1,0 +1,534 @@
+"""SiteMigration against three real MariaDB servers: what arrives in the target, and what a failure leaves behind.
+
+Every network here is generated (tools/wpnetwork.py): ``dev`` in the source, a
+different ``uat`` network in the target, so a migrated site is recognisable.
+The expected target addresses come from the generator laid out at the target's
+url, not from the pipeline's own mapping code.
+"""
+
+import contextlib
+import errno
+import os
+import signal
+import time
+from urllib.parse import urlsplit
+
+import pymysql
+import pytest
+from helpers import (OUTSIDE_HOSTS, MigrationSetup, addresses, client_children, count_occurrences, create_database,
+                     drop_database, fingerprint, host_leftovers, php_unserializes, query, row_counts,
+                     serialized_values, table_names, without)
+
+from ansible_collections.wfu.multisite.plugins.module_utils import cleanup, copy_engine, pipeline
+from ansible_collections.wfu.multisite.plugins.module_utils import tables as tbl
+from ansible_collections.wfu.multisite.plugins.module_utils.db import ConfigError
+from ansible_collections.wfu.multisite.plugins.module_utils.errors import MigrationError
+from ansible_collections.wfu.multisite.plugins.module_utils.pipeline import PipelineTimeout, SiteMigration
+from tools.mariadb_servers import ServerSet, start_server_again, stop_server
+from tools.wpnetwork import NetworkSpec
+
+DEV = "https://dev.example.edu"
+UAT = "https://uat.example.edu"
+
+
+def _setup(servers, source_spec, target_spec):
+    setup = MigrationSetup(servers, source_spec, target_spec)
+    return setup
+
+
+@pytest.fixture(scope="module")
+def subdir(servers):
+    """Subdirectory network: sites 1-5 in dev, 1-3 in uat (4 and 5 are new to the target)."""
+    setup = MigrationSetup(servers, NetworkSpec(url=DEV, sites=5, posts_per_site=5),
+                           NetworkSpec(url=UAT, sites=3, posts_per_site=3, seed=2))
+    yield setup
+    setup.drop()
+
+
+@pytest.fixture(scope="module")
+def subdomain(servers):
+    """Subdomain network (news.dev.example.edu): sites 1-3 in dev, 1-2 in uat."""
+    setup = MigrationSetup(servers, NetworkSpec(url=DEV, subdomain=True, sites=3, posts_per_site=5),
+                           NetworkSpec(url=UAT, subdomain=True, sites=2, posts_per_site=3, seed=2))
+    yield setup
+    setup.drop()
+
+
+def options_table(prefix, site_id):
+    return tbl.site_table_prefix(prefix, site_id) + "options"
+
+
+def site_options(setup, site_id, names):
+    table = options_table(setup.target_prefix, site_id)
+    rows = query(setup.target_server, setup.target_database,
+                 "SELECT option_name, option_value FROM `%s` WHERE option_name IN (%s)"
+                 % (table, ", ".join(["%s"] * len(names))), tuple(names))
+    return dict(rows)
+
+
+def assert_serialized_values_survive(setup, site_id, target_tables):
+    """Every value that PHP could unserialize in the source, PHP can unserialize in the target."""
+    source = setup.source
+    before = serialized_values(source.server, source.database, source.site_tables(site_id), source.prefix)
+    after = serialized_values(setup.target_server, setup.target_database, target_tables, setup.target_prefix)
+    keys = sorted(before)
+    assert set(keys) <= set(after), "serialized-looking values lost their shape: %s" % sorted(set(keys) - set(after))
+    verdicts = php_unserializes([before[k] for k in keys] + [after[k] for k in keys])
+    valid_before = {k for k, ok in zip(keys, verdicts[:len(keys)]) if ok}
+    valid_after = {k for k, ok in zip(keys, verdicts[len(keys):]) if ok}
+    assert len(valid_before) >= 20
+    assert sorted(valid_before - valid_after) == []
+    target_host = urlsplit(setup.target_url).hostname
+    assert sum(target_host in after[k] and before[k] != after[k] for k in valid_before) >= 5
+
+
+def assert_site_migrated(setup, site_id, result, target_before, new_to_target):
+    source = setup.source
+    source_tables = source.site_tables(site_id)
+    expected = setup.expected_target_tables(site_id)
+    blogs = setup.target_prefix + "blogs"
+
+    assert result["changed"] is True and result["site_id"] == site_id
+    assert setup.target_site_tables(site_id) == expected == result["tables"]
+    source_counts = row_counts(source.server, source.database, source_tables)
+    target_counts = row_counts(setup.target_server, setup.target_database, expected)
+    assert sorted(target_counts.values()) != [] and \
+        {tbl.retarget_table(t, source.prefix, setup.target_prefix): n for t, n in source_counts.items()} == target_counts
+    assert result["rows"] == sum(source_counts.values())
+
+    domain, path, url = addresses(setup.target_url, source.spec)[site_id]
+    assert result["url"] == url
+    assert site_options(setup, site_id, ["siteurl", "home"]) == {"siteurl": url, "home": url}
+
+    source_host = urlsplit(source.spec.url).hostname
+    assert host_leftovers(setup.target_server, setup.target_database, expected, source_host) == []
+    for outside in OUTSIDE_HOSTS:
+        occurrences = count_occurrences(source.server, source.database, source_tables, outside)
+        assert occurrences > 0
+        assert count_occurrences(setup.target_server, setup.target_database, expected, outside) == occurrences
+
+    # Nothing else in the target changed; a new site gained exactly its wp_blogs row.
+    after = setup.target_fingerprint()
+    assert without(after, expected + [blogs]) == without(target_before, expected + [blogs])
+    assert query(setup.target_server, setup.target_database,
+                 "SELECT domain, path FROM `%s` WHERE blog_id = %%s" % blogs, (site_id,)) == ((domain, path),)
+    assert result["new_to_target"] is new_to_target and result["blog_row_created"] is new_to_target
+    if not new_to_target:
+        assert after[blogs] == target_before[blogs]
+
+    assert tbl.work_tables_of(setup.migration_tables()) == []
+    assert tbl.target_leftovers(setup.target_tables(), setup.target_prefix) == []
+    assert set(result["durations"]) >= {"copy", "replace", "stage", "verify", "swap"}
+    assert_serialized_values_survive(setup, site_id, expected)
+
+
+@pytest.mark.parametrize("network, site_id, new_to_target", [
+    ("subdir", 1, False), ("subdir", 2, False), ("subdir", 4, True),
+    ("subdomain", 1, False), ("subdomain", 2, False), ("subdomain", 3, True),
+], ids=["subdir-main", "subdir-existing", "subdir-new", "subdomain-main", "subdomain-existing", "subdomain-new"])
+def test_site_arrives_rewritten_and_alone(request, network, site_id, new_to_target):
+    setup = request.getfixturevalue(network)
+    assert bool(setup.target_site_tables(site_id)) is not new_to_target
+    before = setup.target_fingerprint()
+    result = setup.site(site_id).run(timeout=120)
+    assert_site_migrated(setup, site_id, result, before, new_to_target)
+
+
+def test_migrating_a_site_again_gives_the_same_tables(subdir):
+    setup = subdir
+    setup.site(3).run()
+    first = setup.target_fingerprint(setup.expected_target_tables(3))
+    result = setup.site(3).run()
+    assert result["new_to_target"] is False
+    assert setup.target_fingerprint(setup.expected_target_tables(3)) == first
+
+
+def test_check_mode_returns_the_plan_and_changes_nothing(subdir):
+    setup = subdir
+    target_before, migration_before = setup.target_fingerprint(), fingerprint(setup.migration_server,
+                                                                             setup.migration_database)
+    result = setup.site(5, check_mode=True).run()
+    plan = result["plan"]
+    assert result["changed"] is False
+    assert [entry["source"] for entry in plan["tables"]] == setup.source.site_tables(5)
+    assert [entry["target"] for entry in plan["tables"]] == setup.expected_target_tables(5)
+    assert plan["new_to_target"] is True and not any(entry["exists_in_target"] for entry in plan["tables"])
+    domain, path, _url = addresses(UAT, setup.source.spec)[5]
+    assert plan["target"] == {"domain": domain, "path": path}
+    assert plan["bytes"] > 0 and {"search": "dev.example.edu", "replace": "uat.example.edu",
+                                  "whole_host": True} in plan["rules"]
+    assert setup.target_fingerprint() == target_before
+    assert fingerprint(setup.migration_server, setup.migration_database) == migration_before
+
+
+# -- table prefixes -------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def odd_prefixes(servers, subdir):
+    """Source wp_ → target wpx9_, and source wfu7_ → target wp_ (the subdirectory target)."""
+    to_wpx9 = MigrationSetup(servers, NetworkSpec(url=DEV, sites=2, posts_per_site=4),
+                             NetworkSpec(url=UAT, sites=2, posts_per_site=2, seed=3, prefix="wpx9_"))
+    from_wfu7 = MigrationSetup(servers, NetworkSpec(url=DEV, sites=3, posts_per_site=4, seed=4, prefix="wfu7_"), None)
+    # The wfu7_ source goes into the subdirectory network's target, which uses wp_.
+    drop_database(from_wfu7.target_server, from_wfu7.target_database)
+    from_wfu7.target_database = subdir.target_database
+    yield to_wpx9, from_wfu7
+    to_wpx9.drop()
+    from_wfu7.source.drop()
+    drop_database(from_wfu7.migration_server, from_wfu7.migration_database)
+
+
+@pytest.mark.parametrize("case, site_id", [(0, 2), (0, 1), (1, 3)], ids=["wp-to-wpx9-site2", "wp-to-wpx9-main",
+                                                                         "wfu7-to-wp-site3"])
+def test_tables_and_prefixed_options_follow_the_target_prefix(odd_prefixes, case, site_id):
+    setup = odd_prefixes[case]
+    before = setup.target_fingerprint()
+    result = setup.site(site_id).run()
+    expected = setup.expected_target_tables(site_id)
+    assert all(t.startswith(tbl.site_table_prefix(setup.target_prefix, site_id)) for t in expected)
+    assert result["tables"] == expected == setup.target_site_tables(site_id)
+    old_key = tbl.site_table_prefix(setup.source.prefix, site_id) + "user_roles"
+    new_key = tbl.site_table_prefix(setup.target_prefix, site_id) + "user_roles"
+    options = site_options(setup, site_id, [old_key, new_key, "siteurl"])
+    assert set(options) == {new_key, "siteurl"}
+    assert php_unserializes([options[new_key]]) == [True] and "administrator" in options[new_key]
+    assert options["siteurl"] == addresses(setup.target_url, setup.source.spec)[site_id][2]
+    # No table of the source's prefix appeared in the target; every other table is as it was.
+    assert [t for t in setup.target_tables() if t.startswith(setup.source.prefix)
+            and not t.startswith(setup.target_prefix)] == []
+    assert without(setup.target_fingerprint(), expected) == without(before, expected)
+
+
+# -- ownership: wp_2_ is not wp_20_ ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def crowded(servers):
+    """Sites 1, 2, 3, 20 and 21 on both sides."""
+    setup = MigrationSetup(servers, NetworkSpec(url=DEV, site_ids=[2, 3, 20, 21], posts_per_site=3),
+                           NetworkSpec(url=UAT, site_ids=[2, 3, 20, 21], posts_per_site=2, seed=2))
+    yield setup
+    setup.drop()
+
+
+@pytest.mark.parametrize("site_id", [2, 20])
+def test_site_owns_exactly_its_numbered_tables(crowded, monkeypatch, site_id):
+    setup = crowded
+    copied = []
+    real_copy = pipeline.copy_tables
+
+    def recording_copy(source, source_db, tables, *args, **kwargs):
+        copied.append(list(tables))
+        return real_copy(source, source_db, tables, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "copy_tables", recording_copy)
+    before = setup.target_fingerprint()
+    result = setup.site(site_id).run()
+    own = ["wp_%d_%s" % (site_id, name) for name in sorted(("commentmeta", "comments", "links", "options", "postmeta",
+                                                             "posts", "term_relationships", "term_taxonomy",
+                                                             "termmeta", "terms"))]
+    assert copied[0] == own and sorted(copied[1]) == sorted(tbl.work_table(site_id, t) for t in own)
+    assert result["tables"] == own
+    after = setup.target_fingerprint()
+    assert sorted(name for name in after if after[name] != before.get(name)) == own
+    assert set(after) == set(before)
+    assert site_options(setup, site_id, ["home"])["home"] == addresses(UAT, setup.source.spec)[site_id][2]
+
+
+# -- failures at every phase leave the target as it was ----------------------------------------------------------------
+
+def fail_after(function, error, on_call=1):
+    """``function`` that does its real work and then raises ``error`` on its ``on_call``-th call."""
+    calls = []
+
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        result = function(*args, **kwargs)
+        if len(calls) == on_call:
+            raise error
+        return result
+
+    return wrapper
+
+
+def _stage_then(change):
+    real_stage = SiteMigration._stage
+
+    def stage(self, work_to_stage):
+        result = real_stage(self, work_to_stage)
+        with contextlib.closing(self.target.connect()) as conn, conn.cursor() as cur:
+            cur.execute(change(self.target.database, sorted(work_to_stage.values())))
+        return result
+
+    return stage
+
+
+def inject_copy(monkeypatch, setup):
+    error = pymysql.err.OperationalError(2013, "Lost connection to server during query")
+    monkeypatch.setattr(pipeline, "copy_tables", fail_after(pipeline.copy_tables, error, on_call=1))
+
+
+def inject_replace(monkeypatch, setup):
+    monkeypatch.setattr(pipeline, "replace_in_tables",
+                        fail_after(pipeline.replace_in_tables, RuntimeError("injected failure after the replace")))
+
+
+def inject_stage(monkeypatch, setup):
+    error = OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(pipeline, "copy_tables", fail_after(pipeline.copy_tables, error, on_call=2))
+
+
+def inject_lost_row(monkeypatch, setup):
+    monkeypatch.setattr(SiteMigration, "_stage", _stage_then(
+        lambda db, staged: "DELETE FROM `%s`.`%s` LIMIT 1" % (db, next(t for t in staged if t.endswith("_posts")))))
+
+
+def inject_wrong_siteurl(monkeypatch, setup):
+    monkeypatch.setattr(SiteMigration, "_stage", _stage_then(
+        lambda db, staged: "UPDATE `%s`.`%s` SET option_value = 'https://elsewhere.example.org' WHERE option_name = "
+                           "'siteurl'" % (db, next(t for t in staged if t.endswith("options")))))
+
+
+def inject_backup(monkeypatch, setup):
+    # backup_dir under a regular file: the dump to a file cannot even start.
+    blocker = os.path.join(setup.backup_root, "not-a-directory")
+    with open(blocker, "w", encoding="utf-8"):
+        pass
+    setup.options = {"backup_dir": os.path.join(blocker, "backups")}
+
+
+def inject_rename(monkeypatch, setup):
+    real = pipeline._rename_statement
+    calls = []
+
+    def statement(database, moves):
+        calls.append(1)
+        # A move of a table that does not exist makes the whole RENAME TABLE fail on the server.
+        extra = [("wfu_missing_table", "wfu_missing_table_2")] if len(calls) == 1 else []
+        return real(database, list(moves) + extra)
+
+    monkeypatch.setattr(pipeline, "_rename_statement", statement)
+
+
+def inject_verify_after_swap(monkeypatch, setup):
+    real = SiteMigration._verify_urls
+
+    def verify(self, conn, options_table, expected_url):
+        if not options_table.startswith(tbl.STAGE_MARK):
+            raise self._error("injected: %s of the swapped-in site is wrong" % options_table, table=options_table)
+        return real(self, conn, options_table, expected_url)
+
+    monkeypatch.setattr(SiteMigration, "_verify_urls", verify)
+
+
+def inject_blog_row(monkeypatch, setup):
+    monkeypatch.setattr(SiteMigration, "_ensure_blog_row", fail_after(
+        SiteMigration._ensure_blog_row, pymysql.err.OperationalError(2006, "MySQL server has gone away")))
+
+
+@pytest.mark.parametrize("inject, site_id, phase, failure_class", [
+    (inject_copy, 2, "copy", "systemic"),
+    (inject_replace, 2, "replace", "site"),
+    (inject_stage, 2, "stage", "systemic"),
+    (inject_stage, 5, "stage", "systemic"),
+    (inject_lost_row, 2, "verify", "site"),
+    (inject_wrong_siteurl, 2, "verify", "site"),
+    (inject_backup, 2, "backup", "systemic"),
+    (inject_rename, 2, "swap", "site"),
+    (inject_verify_after_swap, 2, "swap", "site"),
+    (inject_verify_after_swap, 5, "swap", "site"),
+    (inject_blog_row, 5, "swap", "systemic"),
+], ids=["copy", "replace", "stage", "stage-new-site", "verify-rows", "verify-siteurl", "backup", "swap-rename",
+        "swap-verify", "swap-verify-new-site", "swap-blog-row-new-site"])
+def test_failure_leaves_target_and_migration_db_as_they_were(subdir, monkeypatch, tmp_path, inject, site_id, phase,
+                                                            failure_class):
+    setup = subdir
+    setup.options, setup.backup_root = {}, str(tmp_path)
+    inject(monkeypatch, setup)
+    target_before = setup.target_fingerprint()
+    migration_before = fingerprint(setup.migration_server, setup.migration_database)
+    with pytest.raises(MigrationError) as raised:
+        setup.site(site_id, options=setup.options).run(timeout=120)
+    error = raised.value
+    assert (error.phase, error.failure_class, error.site_id) == (phase, failure_class, site_id), str(error)
+    assert setup.target_fingerprint() == target_before
+    assert fingerprint(setup.migration_server, setup.migration_database) == migration_before
+    assert tbl.work_tables_of(setup.migration_tables(), site_id) == []
+    assert client_children() == []
+
+
+def test_target_server_going_down_is_systemic_and_harmless(servers, monkeypatch):
+    """A real outage: the target server is stopped between the search-replace and the staging."""
+    private = ServerSet(("target",), password=servers["source"].password)
+    private.start()
+    try:
+        setup = MigrationSetup({"source": servers["source"], "target": private["target"],
+                                "migration": servers["migration"]},
+                               NetworkSpec(url=DEV, sites=2, posts_per_site=3),
+                               NetworkSpec(url=UAT, sites=2, posts_per_site=2, seed=2))
+        before = setup.target_fingerprint()
+
+        def replace_then_stop_target(*args, **kwargs):
+            result = real_replace(*args, **kwargs)
+            stop_server(private["target"])
+            return result
+
+        real_replace = pipeline.replace_in_tables
+        monkeypatch.setattr(pipeline, "replace_in_tables", replace_then_stop_target)
+        with pytest.raises(MigrationError) as raised:
+            setup.site(2).run(timeout=60)
+        assert (raised.value.phase, raised.value.failure_class, raised.value.reason) == ("stage", "systemic",
+                                                                                          "connection")
+        assert tbl.work_tables_of(setup.migration_tables()) == []
+        start_server_again(private["target"])
+        assert setup.target_fingerprint() == before
+        setup.drop()
+    finally:
+        private.stop()
+
+
+# -- timeouts ---------------------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def table_locked(server, database, table):
+    """Another session holds ``LOCK TABLES <table> WRITE`` until the block ends."""
+    conn = server.connect(database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("LOCK TABLES `%s` WRITE" % table)
+        yield
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("UNLOCK TABLES")
+        conn.close()
+
+
+def test_timeout_while_the_source_table_is_locked(subdir):
+    """The lock is taken before the run: the copy waits on the source and the deadline ends it."""
+    setup = subdir
+    target_before = setup.target_fingerprint()
+    with table_locked(setup.source.server, setup.source.database, "wp_2_posts"):
+        started = time.monotonic()
+        with pytest.raises(PipelineTimeout) as raised:
+            setup.site(2).run(timeout=1)
+        assert time.monotonic() - started < 10
+    assert (raised.value.phase, raised.value.failure_class) == ("copy", "site")
+    assert setup.target_fingerprint() == target_before
+    assert tbl.work_tables_of(setup.migration_tables()) == []
+    assert client_children() == []
+
+
+def test_timeout_while_mariadb_dump_waits_kills_the_dump(subdir, monkeypatch):
+    """The lock is taken once the dump is about to start: the deadline must end mariadb-dump and its loader."""
+    setup = subdir
+    lock = contextlib.ExitStack()
+    real_tools = copy_engine.required_client_tools
+    seen = []
+
+    def tools_then_lock():
+        if not seen:
+            lock.enter_context(table_locked(setup.source.server, setup.source.database, "wp_2_posts"))
+        seen.append(1)
+        return real_tools()
+
+    def watch_children(signum, frame):
+        seen.append([p[1] for p in client_children()])
+        raise_timeout(signum, frame)
+
+    monkeypatch.setattr(copy_engine, "required_client_tools", tools_then_lock)
+    target_before = setup.target_fingerprint()
+    original_deadline = pipeline.deadline
+
+    @contextlib.contextmanager
+    def deadline_that_looks_first(seconds, migration):
+        with original_deadline(seconds, migration):
+            nonlocal raise_timeout
+            raise_timeout = signal.getsignal(signal.SIGALRM)
+            signal.signal(signal.SIGALRM, watch_children)
+            yield
+
+    raise_timeout = None
+    monkeypatch.setattr(pipeline, "deadline", deadline_that_looks_first)
+    with lock, pytest.raises(PipelineTimeout) as raised:
+        setup.site(2).run(timeout=1)
+    assert raised.value.phase == "copy"
+    # When the deadline fired, mariadb-dump and the loader were running; now none is left.
+    assert sorted(seen[1]) == ["mariadb", "mariadb-dump"]
+    assert client_children() == []
+    assert setup.target_fingerprint() == target_before
+    assert tbl.work_tables_of(setup.migration_tables()) == []
+
+
+def test_timeout_while_the_swap_waits_for_a_lock(subdir):
+    """The live table is locked in the target: the RENAME waits, the deadline ends it, nothing is swapped."""
+    setup = subdir
+    target_before = setup.target_fingerprint()
+    with table_locked(setup.target_server, setup.target_database, "wp_2_posts"):
+        with pytest.raises(PipelineTimeout) as raised:
+            setup.site(2).run(timeout=3)
+    assert raised.value.phase == "swap"
+    time.sleep(0.5)
+    assert setup.target_fingerprint() == target_before
+    assert tbl.target_leftovers(setup.target_tables(), "wp_") == []
+    assert tbl.work_tables_of(setup.migration_tables()) == []
+    busy = [row for row in query(setup.target_server, None, "SHOW PROCESSLIST") if row[4] not in ("Sleep", "Daemon")
+            and row[7] != "SHOW PROCESSLIST"]
+    assert busy == []
+
+
+# -- cleanup sweep ----------------------------------------------------------------------------------------------------
+
+MIGRATION_TABLES = ["m2__wp_2_posts", "m2__wp_2_options", "m20__wp_20_posts", "mnet__wp_blogs", "m2_wp_2_posts",
+                    "wp_2_posts", "notes"]
+TARGET_TABLES = ["wp_2_posts", "wp_20_posts", "wfu_stage__wp_2_posts", "wfu_old__wp_2_options",
+                 "wfu_stage__wp_20_posts", "wfu_old__wp_blogs", "wfu_stage_wp_2_posts", "wfu_stage__other_posts"]
+
+
+@pytest.fixture
+def leftovers(servers, fresh_db):
+    migration, target = fresh_db("migration"), fresh_db("target")
+    for server, database, names in (("migration", migration, MIGRATION_TABLES), ("target", target, TARGET_TABLES)):
+        for name in names:
+            query(servers[server], database, "CREATE TABLE `%s` (id INT PRIMARY KEY)" % name)
+    return servers["migration"].connection(migration), servers["target"].connection(target)
+
+
+def test_cleanup_sweeps_one_site_then_everything_and_only_marked_tables(servers, leftovers):
+    migration_db, target_db = leftovers
+    mig, tgt = servers["migration"], servers["target"]
+    fingerprints = (fingerprint(mig, migration_db["database"]), fingerprint(tgt, target_db["database"]))
+
+    dry = cleanup.sweep(migration_db, site_id=2, target=target_db, check_mode=True)
+    assert dry == {"migration_db": ["m2__wp_2_options", "m2__wp_2_posts"],
+                   "target": ["wfu_old__wp_2_options", "wfu_stage__wp_2_posts"], "changed": True}
+    assert (fingerprint(mig, migration_db["database"]), fingerprint(tgt, target_db["database"])) == fingerprints
+
+    assert cleanup.sweep(migration_db, site_id="2", target=target_db) == dry
+    assert cleanup.sweep(migration_db, site_id=2, target=target_db) == {"migration_db": [], "target": [],
+                                                                        "changed": False}
+    assert "m20__wp_20_posts" in table_names(mig, migration_db["database"])
+    assert "wfu_stage__wp_20_posts" in table_names(tgt, target_db["database"])
+
+    kept = cleanup.sweep(migration_db, target=target_db, keep_backup_tables=True)
+    assert kept["target"] == ["wfu_stage__wp_20_posts"]
+    everything = cleanup.sweep(migration_db, target=target_db)
+    assert everything == {"migration_db": [], "target": ["wfu_old__wp_blogs"], "changed": True}
+    assert kept["migration_db"] == ["m20__wp_20_posts", "mnet__wp_blogs"]
+    assert cleanup.sweep(migration_db, target=target_db)["changed"] is False
+    assert table_names(mig, migration_db["database"]) == sorted(["m2_wp_2_posts", "wp_2_posts", "notes"])
+    assert table_names(tgt, target_db["database"]) == sorted(["wp_2_posts", "wp_20_posts", "wfu_stage_wp_2_posts",
+                                                              "wfu_stage__other_posts"])
+
+
+def test_cleanup_refuses_a_migration_db_that_is_an_environment(servers, leftovers):
+    migration_db, target_db = leftovers
+    before = fingerprint(servers["migration"], migration_db["database"])
+    same_place = dict(migration_db, host="localhost")
+    with pytest.raises(ConfigError, match="environment uat"):
+        cleanup.sweep(migration_db, protected={"dev": target_db, "uat": same_place})
+    assert fingerprint(servers["migration"], migration_db["database"]) == before
+
+
+def test_pipeline_refuses_a_migration_db_that_is_an_environment(subdir):
+    with pytest.raises(ConfigError, match="migration database"):
+        SiteMigration(2, pipeline.Endpoint(subdir.source_env()), pipeline.Endpoint(subdir.target_env()),
+                      subdir.target_server.connection(subdir.target_database)).run()
