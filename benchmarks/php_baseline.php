@@ -4,11 +4,12 @@
 //   php php_baseline.php serialize <structures.json> <values.bin>
 //       Serialize the corpus structures with PHP's own serialize(): {"__class__": name, ...} is an
 //       object of that class, {"__serialized__": value} a string holding serialize(value).
-//   php php_baseline.php replace <values.bin> <pairs.json> <outputs.bin> <rounds>
+//   php php_baseline.php replace <values.bin> <pairs.json> <outputs.bin>
 //       The naive search-replace most tools do: unserialize() the value, replace in every string
 //       (opening strings that hold serialized data, as WP-CLI does), serialize() again; values that
-//       do not unserialize get str_replace() on the whole.  Prints a JSON object of the best time
-//       per category in seconds; writes the outputs of the last round.
+//       do not unserialize get str_replace() on the whole.  Prints a JSON object of the CPU time per
+//       category in seconds (CPU time, so that other load on the machine counts less); writes the
+//       outputs.
 //
 // values.bin is a sequence of records: category (1 byte), length (4 bytes, little-endian), bytes.
 
@@ -105,6 +106,12 @@ function walk($value, $steps) {
     return $value;
 }
 
+function cpu_seconds() {
+    $usage = getrusage();
+    return $usage['ru_utime.tv_sec'] + $usage['ru_stime.tv_sec']
+        + ($usage['ru_utime.tv_usec'] + $usage['ru_stime.tv_usec']) / 1e6;
+}
+
 function replace_value($text, $steps) {
     return unserialized($text, $value) ? serialize(walk($value, $steps)) : replace_text($text, $steps);
 }
@@ -123,20 +130,17 @@ if ($command === 'serialize') {
         $by_category[$category][] = $value;
     }
     $steps = replacement_steps(json_decode(file_get_contents($argv[3]), true));
-    $best = [];
-    for ($round = 0; $round < (int) $argv[5]; $round++) {
-        $outputs = [];
-        foreach ($by_category as $category => $values) {
-            $started = hrtime(true);
-            foreach ($values as $value) {
-                $outputs[] = [$category, replace_value($value, $steps)];
-            }
-            $elapsed = (hrtime(true) - $started) / 1e9;
-            $best[$category] = min($best[$category] ?? INF, $elapsed);
+    $seconds = [];
+    $outputs = [];
+    foreach ($by_category as $category => $values) {
+        $started = cpu_seconds();
+        foreach ($values as $value) {
+            $outputs[] = [$category, replace_value($value, $steps)];
         }
+        $seconds[$category] = cpu_seconds() - $started;
     }
     write_records($argv[4], $outputs);
-    echo json_encode($best), "\n";
+    echo json_encode($seconds), "\n";
 } else {
     fwrite(STDERR, "usage: php_baseline.php serialize|replace ...\n");
     exit(2);

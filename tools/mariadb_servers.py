@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 DEFAULT_USER = "wfu"
 PR_SET_PDEATHSIG = 1
@@ -90,11 +90,9 @@ class Server:
         return True
 
     def describe(self):
-        data = asdict(self)
-        data.pop("process")
-        data.pop("argv")
-        data.pop("password")
-        return data
+        """Where the server is, without the password (for printing)."""
+        return {"name": self.name, "host": self.host, "port": self.port, "socket": self.socket,
+                "datadir": self.datadir, "user": self.user, "pid": self.pid, "log": self.log}
 
 
 class ServerSet:
@@ -144,7 +142,8 @@ class ServerSet:
         install = find_binary("mariadb-install-db", "mysql_install_db")
         cmd = [install, "--no-defaults", "--datadir=" + template, "--auth-root-authentication-method=normal",
                "--skip-test-db", "--user=" + _run_user()]
-        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        env = dict(os.environ, TMPDIR=_tmpdir(self.base_dir))
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
         if result.returncode != 0:
             raise RuntimeError("mariadb-install-db failed: %s" % (result.stderr or result.stdout)[-2000:])
         return template
@@ -221,13 +220,20 @@ def _server_argv(server, buffer_pool):
     return [
         find_binary("mariadbd", "mysqld"), "--no-defaults",
         "--datadir=" + server.datadir, "--socket=" + server.socket, "--port=%d" % server.port,
-        "--bind-address=127.0.0.1", "--pid-file=" + os.path.join(root, "mysqld.pid"),
+        "--bind-address=127.0.0.1", "--pid-file=" + os.path.join(root, "mysqld.pid"), "--tmpdir=" + _tmpdir(root),
         "--log-error=" + server.log, "--user=" + _run_user(),
         "--innodb-buffer-pool-size=" + buffer_pool, "--innodb-log-file-size=256M",
         "--innodb-flush-log-at-trx-commit=2", "--skip-log-bin", "--max-allowed-packet=1G",
         "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
         "--skip-name-resolve", "--max-connections=500",
     ]
+
+
+def _tmpdir(root):
+    """A temp dir of the server's own: servers started at once must not share /tmp's #sql files."""
+    path = os.path.join(root, "tmp")
+    os.makedirs(path, exist_ok=True)
+    return path
 
 
 def _reap(server):

@@ -16,7 +16,7 @@ options:
     type: raw
     required: true
 author:
-  - WFU Web Platform Team
+  - WFU Web Platform Team (@wfu)
 """
 
 EXAMPLES = r"""

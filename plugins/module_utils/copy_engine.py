@@ -29,10 +29,12 @@ of every destination table is compared with its source (``verify_copy``).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -47,9 +49,9 @@ from ansible_collections.wfu.multisite.plugins.module_utils.errors import (
 
 METHODS = ("auto", "insert_select", "dump", "pymysql")
 
-# How much the Python pump reads at once, and the pipe buffers it asks the kernel for.
+# The most the Python pump reads at once (a pipe rarely holds more than 64 KB).
 CHUNK = 1 << 20
-# Rows per INSERT statement of a dump (mariadb-dump's own default is ~1 MB).
+# Size of one multi-row INSERT statement in a dump (about mariadb-dump's own default).
 DUMP_NET_BUFFER_LENGTH = 1 << 20
 # Upper bound of one multi-row INSERT of the pymysql method (lowered to fit max_allowed_packet).
 PYMYSQL_STATEMENT_BYTES = 4 << 20
@@ -91,10 +93,11 @@ BYTE_TYPES = frozenset(("binary", "varbinary", "tinyblob", "blob", "mediumblob",
                         "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon",
                         "geometrycollection", "geomcollection"))
 
-# The session a loader runs in: what a dump sets for itself (no strict mode, so WordPress's
-# zero dates load; no key checks), plus UTC so TIMESTAMP values cross without conversion.
-LOADING_SESSION = ("SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO', foreign_key_checks = 0, unique_checks = 0, "
-                   "time_zone = '+00:00'")
+# The session both ends of a copy run in: what a dump sets for itself (no strict mode, so WordPress's zero dates
+# load; no ANSI_QUOTES, so SHOW CREATE TABLE quotes with backticks; no key checks), plus UTC so TIMESTAMP values
+# cross without conversion.
+COPY_SESSION = ("SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO', foreign_key_checks = 0, unique_checks = 0, "
+                "time_zone = '+00:00'")
 
 # Statement heads that name a table in a dump: the only places a rename has to touch.
 _DUMP_HEADS = rb"DROP TABLE IF EXISTS |CREATE TABLE |INSERT INTO |LOCK TABLES |/\*!40000 ALTER TABLE |ALTER TABLE "
@@ -144,8 +147,9 @@ def copy_tables(source, source_db, tables, dest, dest_db, rename=None, method="a
                                                                                _where(source, source_db)),
                                      table=missing[0], phase="copy", failure_class="site")
             rows_before = tbl.exact_row_counts(conn, source_db, list(mapping))
-            collations = {} if chosen == "insert_select" else _collations_to_replace(conn, source_db, list(mapping),
-                                                                                      dest, dest_db)
+            collations = {}
+            if chosen != "insert_select":
+                collations = _collations_to_replace(conn, source_db, list(mapping), dest, dest_db)
         if chosen == "insert_select":
             _copy_by_insert_select(source, source_db, mapping, dest_db, deadline)
         elif chosen == "dump":
@@ -383,16 +387,44 @@ def _copy_by_dump(source, source_db, mapping, dest, dest_db, collations, work_di
     if pipeline.timed_out:
         raise deadline.error()
     if failure:
-        side, text = failure
+        side, text, status = failure
         if side == "dump":
             action, where, program = "dumping from", _where(source, source_db), dump_path
         else:
             action, where, program = "loading into", _where(dest, dest_db), client_path
-        named = re.search(r"table [`'\"]?([A-Za-z0-9_$]+)", text)
-        raise MigrationError("%s %s (%s) failed: %s" % (action, where, os.path.basename(program),
-                                                         text or "no error message"),
-                             table=named.group(1) if named and named.group(1) in mapping else None, phase="copy",
-                             error_code=message_error_code(text), reason=message_reason(text))
+        how = "was killed by signal %d" % -status if status < 0 else "failed (exit status %d)" % status
+        raise MigrationError("%s %s: %s %s: %s" % (action, where, os.path.basename(program), how,
+                                                   text or "no error message"),
+                             table=_table_named_in(text, mapping), phase="copy", error_code=message_error_code(text),
+                             reason=message_reason(text))
+
+
+def _table_named_in(text, mapping):
+    """The source table a tool's error message names (by its source or destination name), or None."""
+    source_of = {target: name for name, target in mapping.items()}
+    source_of.update({name: name for name in mapping})
+    for quoted in re.findall(r"[`'\".]([A-Za-z0-9_$]+)[`'\"]", text):
+        if quoted in source_of:
+            return source_of[quoted]
+    return None
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """Run in a client process before exec: the kernel kills it when the module process dies.
+
+    Without this a module killed by a task timeout or the OOM killer would leave mariadb-dump
+    and mariadb running, still writing while the role's rescue drops their tables.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def spawn_client(argv, **kwargs):
+    """Start a MariaDB command-line client that does not outlive the calling process."""
+    return subprocess.Popen(argv, preexec_fn=_die_with_parent, **kwargs)  # pylint: disable=subprocess-popen-preexec-fn
 
 
 class DumpPipeline:
@@ -420,16 +452,16 @@ class DumpPipeline:
     def run(self):
         supervisor = threading.Thread(target=self._supervise, name="wfu-copy-supervisor", daemon=True)
         try:
-            self.dump = subprocess.Popen(self.dump_argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=self.dump_errors, pipesize=CHUNK)
+            self.dump = spawn_client(self.dump_argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=self.dump_errors)
             if self.rewriter is None:
-                self.load = subprocess.Popen(self.load_argv, stdin=self.dump.stdout, stdout=subprocess.DEVNULL,
+                self.load = spawn_client(self.load_argv, stdin=self.dump.stdout, stdout=subprocess.DEVNULL,
                                              stderr=self.load_errors)
                 # Only the loader may hold the read end, or the dump would not notice the loader dying.
                 self.dump.stdout.close()
             else:
-                self.load = subprocess.Popen(self.load_argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                             stderr=self.load_errors, pipesize=CHUNK)
+                self.load = spawn_client(self.load_argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                             stderr=self.load_errors)
             supervisor.start()
             if self.rewriter is not None:
                 self._pump()
@@ -451,14 +483,17 @@ class DumpPipeline:
                 supervisor.join()
 
     def failure(self):
-        """None when both sides succeeded, else ``(side, stderr text)`` of the side that failed first."""
+        """None when both sides succeeded, else ``(side, error lines, exit status)`` of the side that failed first.
+
+        ``side`` is ``dump`` or ``load``; a negative exit status is the signal that killed the process.
+        """
         if self._dump_failed_on_its_own():
             # A dump that broke off leaves the loader a truncated statement: its complaint is a consequence.
-            return "dump", _error_text(self.dump_errors)
+            return "dump", _error_text(self.dump_errors), self.dump.returncode
         if self.load.returncode != 0:
-            return "load", _error_text(self.load_errors)
+            return "load", _error_text(self.load_errors), self.load.returncode
         if self.dump.returncode != 0:
-            return "dump", _error_text(self.dump_errors)
+            return "dump", _error_text(self.dump_errors), self.dump.returncode
         return None
 
     def _dump_failed_on_its_own(self):
@@ -528,7 +563,13 @@ def _error_text(handle, limit=64 * 1024):
 def _copy_by_insert_select(source, source_db, mapping, dest_db, deadline):
     with connect(source, source_db) as conn, _kill_at_deadline(deadline, [(source, conn)]) as fired, \
             conn.cursor() as cur:
-        cur.execute(LOADING_SESSION)
+        cur.execute(COPY_SESSION)
+        # Under REPEATABLE READ, INSERT ... SELECT share-locks every source row it reads, and the live site's
+        # writes wait.  READ COMMITTED reads a snapshot instead; only statement-based binary logging forbids it.
+        cur.execute("SELECT @@log_bin, @@binlog_format")
+        log_bin, binlog_format = cur.fetchone()
+        if not (int(log_bin) and binlog_format.upper() == "STATEMENT"):
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         for name, target in mapping.items():
             with _copying(name, deadline, fired):
                 columns = ", ".join(quote_identifier(column) for column, _kind in _copyable_columns(cur, source_db, name))
@@ -573,10 +614,10 @@ def _copy_by_pymysql(source, source_db, mapping, dest, dest_db, collations, dead
         reader.use_unicode = False
         reader.decoders = {}
         with reader.cursor() as meta, writer.cursor() as out:
-            meta.execute("SET SESSION time_zone = '+00:00'")
+            meta.execute(COPY_SESSION)
             meta.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             meta.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-            out.execute(LOADING_SESSION)
+            out.execute(COPY_SESSION)
             out.execute("SELECT @@max_allowed_packet")
             packet_limit = int(out.fetchone()[0])
             for name, target in mapping.items():
@@ -602,7 +643,7 @@ def _stream_rows(reader, out, source, target, columns, packet_limit, deadline):
         for row in rows:
             values = b"(" + b",".join(b"NULL" if value is None else render(value)
                                       for render, value in zip(renderers, row)) + b")"
-            if len(head) + len(values) > packet_limit:
+            if len(head) + len(values) >= packet_limit:
                 raise MigrationError("a row of %s.%s needs a %d-byte statement, more than the destination's "
                                      "max_allowed_packet (%d); raise max_allowed_packet on the destination server"
                                      % (source[0], source[1], len(head) + len(values), packet_limit),

@@ -21,10 +21,11 @@ import subprocess
 import time
 
 from ansible_collections.wfu.multisite.plugins.module_utils import tables as tbl
-from ansible_collections.wfu.multisite.plugins.module_utils.copy_engine import copy_tables, dump_binary
+from ansible_collections.wfu.multisite.plugins.module_utils.copy_engine import copy_tables, dump_binary, spawn_client
 from ansible_collections.wfu.multisite.plugins.module_utils.db import (
     ConfigError, client_option_file, connect, quote_identifier, resolve, same_database)
-from ansible_collections.wfu.multisite.plugins.module_utils.errors import MigrationError
+from ansible_collections.wfu.multisite.plugins.module_utils.errors import (
+    CONFIGURATION, SYSTEMIC_REASONS, MigrationError, failure_reason)
 from ansible_collections.wfu.multisite.plugins.module_utils.replace_rules import (
     Environment, Network, derive_rules, map_site_address, site_url)
 from ansible_collections.wfu.multisite.plugins.module_utils.search_replace import HostPair
@@ -84,17 +85,26 @@ def _rename_statement(database, moves):
 def dump_to_file(params, database, tables, path):
     """Dump tables to a gzip file with mariadb-dump (password in a 0600 option file, never on argv)."""
     binary = dump_binary()
-    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
     partial = path + ".partial"
-    with client_option_file(params) as option_file, open(os.devnull, "wb") as devnull:
-        cmd = [binary, "--defaults-extra-file=" + option_file, "--single-transaction", "--quick", "--skip-lock-tables",
-               "--no-tablespaces", "--hex-blob", "--default-character-set=utf8mb4", database] + list(tables)
-        with gzip.open(partial, "wb") as out:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=devnull)
-            for chunk in iter(lambda: proc.stdout.read(1 << 20), b""):
-                out.write(chunk)
-            stderr = proc.stderr.read().decode("utf-8", "replace")
-            proc.wait()
+    try:
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        with client_option_file(params) as option_file, open(os.devnull, "wb") as devnull:
+            cmd = [binary, "--defaults-extra-file=" + option_file, "--single-transaction", "--quick",
+                   "--skip-lock-tables", "--no-tablespaces", "--hex-blob", "--default-character-set=utf8mb4",
+                   database] + list(tables)
+            with gzip.open(partial, "wb") as out:
+                proc = spawn_client(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=devnull)
+                for chunk in iter(lambda: proc.stdout.read(1 << 20), b""):
+                    out.write(chunk)
+                stderr = proc.stderr.read().decode("utf-8", "replace")
+                proc.wait()
+    except OSError as exc:
+        # The backup file cannot be written on this host: every site would fail the same way.
+        reason = failure_reason(exc)
+        raise MigrationError("cannot write the backup file %s: %s" % (path, exc), phase="backup",
+                             reason=reason if reason in SYSTEMIC_REASONS else CONFIGURATION,
+                             hint="make backup_dir a writable directory with room for the dump, or leave it out "
+                                  "to keep the previous tables only in the target") from exc
     if proc.returncode != 0:
         with contextlib.suppress(OSError):
             os.unlink(partial)
@@ -102,6 +112,15 @@ def dump_to_file(params, database, tables, path):
     os.chmod(partial, 0o600)
     os.replace(partial, path)
     return path
+
+
+def work_skip_columns(entries, work):
+    """Point ``table.column`` entries at the work copies; bare column names apply to every table."""
+    translated = []
+    for entry in entries or ():
+        table, dot, column = str(entry).rpartition(".")
+        translated.append("%s.%s" % (work.get(table, table), column) if dot else column)
+    return translated
 
 
 class PipelineTimeout(MigrationError):
@@ -168,10 +187,11 @@ class _TablePipeline:
                               phase=self.timer.current, failure_class=failure_class, hint=hint)
 
     def _copy_to_work(self, tables, work_names):
-        stats = copy_tables(self.source.db, self.source.database, tables, self.migration_db, self.migration_database,
-                            rename=work_names, work_dir=self.options.get("work_dir"))
+        # Recorded first: a copy that fails half-way (a broken dump, a row count that does not match) has already
+        # created some of them.
         self.created_work.extend(work_names.values())
-        return stats
+        return copy_tables(self.source.db, self.source.database, tables, self.migration_db, self.migration_database,
+                           rename=work_names, work_dir=self.options.get("work_dir"))
 
     def _stage(self, work_to_stage):
         self.created_stage.extend(work_to_stage.values())
@@ -238,9 +258,9 @@ class _TablePipeline:
             with deadline(timeout, self):
                 return self._run()
         except Exception as exc:
-            if not isinstance(exc, MigrationError):
-                exc = MigrationError.wrap(exc, site_id=getattr(self, "site_id", None), phase=self.timer.current)
-            elif exc.phase is None:
+            exc = MigrationError.wrap(exc, site_id=getattr(self, "site_id", None), phase=self.timer.current)
+            if self.timer.current:
+                # The pipeline's phase, not the helper's: a failed copy into the target is the stage phase.
                 exc.phase = self.timer.current
             exc.cleanup = self._cleanup_after_failure()
             exc.durations = dict(self.timer.durations)
@@ -310,7 +330,7 @@ class SiteMigration(_TablePipeline):
                 copied = self._copy_to_work(tables, work)
             with self.timer.phase("replace"):
                 replaced = replace_in_tables(self.migration_db, self.migration_database, list(work.values()), rules,
-                                             skip_columns=opts.get("skip_columns") or ())
+                                             skip_columns=work_skip_columns(opts.get("skip_columns"), work))
                 self._retarget_prefixed_keys(mig_conn, work)
             live_of = {work[t]: tbl.retarget_table(t, self.source.prefix, self.target.prefix) for t in tables}
             stage_of = {w: tbl.stage_table(live) for w, live in live_of.items()}
@@ -332,8 +352,9 @@ class SiteMigration(_TablePipeline):
                 except MigrationError:
                     self._swap_back(tgt_conn)
                     raise
-                self.swapped = None
+                # Until the wp_blogs row is there, a failure swaps the previous tables back (in the cleanup).
                 registered = self._ensure_blog_row(src_conn, tgt_conn, row, domain, path)
+                self.swapped = None
             with self.timer.phase("cleanup"):
                 kept = sorted(tbl.old_table(t) for t in existing)
                 if not opts.get("keep_backup_tables"):
@@ -457,8 +478,9 @@ class NetworkMigration(_TablePipeline):
                 copied = self._copy_to_work(tables, work)
             with self.timer.phase("replace"):
                 self._map_addresses(mig_conn, work, blogs, network)
+                self._retarget_user_options(mig_conn, work)
                 replaced = replace_in_tables(self.migration_db, self.migration_database, list(work.values()), rules,
-                                             skip_columns=self._skip_columns())
+                                             skip_columns=self._skip_columns(work))
             live_of = {work[t]: tbl.retarget_table(t, self.source.prefix, self.target.prefix) for t in tables}
             stage_of = {w: tbl.stage_table(live) for w, live in live_of.items()}
             with self.timer.phase("stage"):
@@ -484,11 +506,22 @@ class NetworkMigration(_TablePipeline):
                 "replacements": replaced.get("tables", {}), "sites": len(blogs),
                 "backup": {"file": backup_path, "tables": kept}, "durations": dict(self.timer.durations)}
 
-    def _skip_columns(self):
-        # wp_blogs.domain/path and wp_site.domain/path are mapped per row, not searched.
-        blogs, site = self.source.prefix + "blogs", self.source.prefix + "site"
-        extra = list(self.options.get("skip_columns") or ())
-        return extra + ["%s.%s" % (tbl.network_work_table(t), c) for t in (blogs, site) for c in ("domain", "path")]
+    def _skip_columns(self, work):
+        # The domain/path of wp_blogs, wp_site and wp_signups are mapped per row, not searched.
+        mapped = ["%s%s.%s" % (self.source.prefix, table, column) for table in ("blogs", "site", "signups")
+                  for column in ("domain", "path")]
+        return work_skip_columns(list(self.options.get("skip_columns") or ()) + mapped, work)
+
+    def _retarget_user_options(self, mig_conn, work):
+        """Per-site user settings (``wp_capabilities``, ``wp_2_user_level``) carry the table prefix in their key."""
+        usermeta = work.get(self.source.prefix + "usermeta")
+        if not usermeta or self.source.prefix == self.target.prefix:
+            return
+        with mig_conn.cursor() as cur:
+            cur.execute("UPDATE %s.%s SET meta_key = CONCAT(%%s, SUBSTRING(meta_key, %%s)) "
+                        "WHERE LEFT(meta_key, %%s) = CAST(%%s AS BINARY)"
+                        % (quote_identifier(self.migration_database), quote_identifier(usermeta)),
+                        (self.target.prefix, len(self.source.prefix) + 1, len(self.source.prefix), self.source.prefix))
 
     def _map_addresses(self, mig_conn, work, blogs, network):
         blogs_work = quote_identifier(work[self.source.prefix + "blogs"])
@@ -507,3 +540,16 @@ class NetworkMigration(_TablePipeline):
                                                             self.target.addressing, network)
                     cur.execute("UPDATE %s.%s SET domain = %%s, path = %%s WHERE id = %%s"
                                 % (db, quote_identifier(work[site_table])), (new_domain, new_path, site_id))
+            signups_table = self.source.prefix + "signups"
+            if signups_table in work:
+                # A pending signup activates a site at its domain/path: it must be the target's address.
+                signups = quote_identifier(work[signups_table])
+                cur.execute("SELECT signup_id, domain, path FROM %s.%s WHERE domain <> ''" % (db, signups))
+                moved = []
+                for signup_id, domain, path in cur.fetchall():
+                    try:
+                        moved.append(map_site_address(domain, path, self.source.addressing, self.target.addressing,
+                                                      network) + (signup_id,))
+                    except ConfigError:
+                        continue  # an address outside the network's hosts is not ours to move
+                cur.executemany("UPDATE %s.%s SET domain = %%s, path = %%s WHERE signup_id = %%s" % (db, signups), moved)

@@ -43,7 +43,8 @@ import re
 
 SERIALIZED_PREFIXES = ("a:", "O:", "s:", "i:", "d:", "b:", "N;", "C:", "E:", "r:", "R:")
 
-_BYTE_PREFIXES = frozenset(prefix.encode("ascii") for prefix in SERIALIZED_PREFIXES)
+_BYTE_PREFIX_TUPLE = tuple(prefix.encode("ascii") for prefix in SERIALIZED_PREFIXES)
+_BYTE_PREFIXES = frozenset(_BYTE_PREFIX_TUPLE)
 _TEXT_PREFIXES = frozenset(SERIALIZED_PREFIXES)
 
 _SCALAR = rb"N;|b:[01];|i:[+-]?\d+;|d:(?:[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|NAN|-?INF);"
@@ -67,8 +68,8 @@ _S = ord("s")
 _BEYOND = float("inf")
 
 # Most pairs in real data are a short key and a short string or scalar value, or an array; _scan
-# reads such a pair with one match of this pattern.  The string lengths are spelled out as a tree of digits
-# (``s:1:".{1}";``, ``s:12:".{12}";`` ...), so the regular expression checks them itself.
+# reads such a pair with one match of the pattern below.  The string lengths are spelled out as a
+# tree of digits (``s:1:".{1}";``, ``s:12:".{12}";`` ...), so the regular expression checks them.
 _SHORT_KEY_LIMIT = 64
 _SHORT_VALUE_LIMIT = 512
 _PAIR_VALUE, _PAIR_ARRAY = 1, 2
@@ -88,7 +89,7 @@ def _sized_strings(limit):
 def _short_pair():
     key = r"i:[+-]?\d+;|" + _sized_strings(_SHORT_KEY_LIMIT)
     value = _sized_strings(_SHORT_VALUE_LIMIT) + "|" + _SCALAR.decode("ascii")
-    return re.compile(("(?:%s)(?:(%s)|a:(\d+):\{)" % (key, value)).encode("ascii"), re.DOTALL)
+    return re.compile((r"(?:%s)(?:(%s)|a:(\d+):\{)" % (key, value)).encode("ascii"), re.DOTALL)
 
 
 class HostPair(tuple):
@@ -172,19 +173,14 @@ def expand_pairs(pairs):
     """
     expanded = []
     for pair in _checked_pairs(pairs):
-        kind = HostPair if isinstance(pair, HostPair) else _plain_pair
+        host = isinstance(pair, HostPair)
         search, replace = pair
-        expanded.append(kind(search, replace))
-        seen = {search}
-        for variant_search, variant_replace in zip(json_variants(search), json_variants(replace)):
-            if variant_search not in seen:
-                seen.add(variant_search)
-                expanded.append(kind(variant_search, variant_replace))
+        seen = set()
+        for form_search, form_replace in zip([search] + json_variants(search), [replace] + json_variants(replace)):
+            if form_search not in seen:
+                seen.add(form_search)
+                expanded.append(HostPair(form_search, form_replace) if host else (form_search, form_replace))
     return expanded
-
-
-def _plain_pair(search, replace):
-    return (search, replace)
 
 
 def _checked_pairs(pairs):
@@ -203,56 +199,48 @@ def _encode(text):
     return text.encode("utf-8", "surrogatepass")
 
 
-class _Step:
-    """One expanded pair, ready to apply to text, or to the same text as UTF-8 bytes."""
+def _step(search, replace, pattern):
+    """One expanded pair as (search, replace, compiled host pattern or None, re.sub template), text or bytes."""
+    if pattern is None:
+        return (search, replace, None, None)
+    # re.sub() reads backslashes in its replacement; doubled, they stay literal.
+    backslash = b"\\" if isinstance(replace, bytes) else "\\"
+    return (search, replace, re.compile(pattern), replace.replace(backslash, backslash * 2))
 
-    __slots__ = ("search", "replace", "pattern", "template")
 
-    def __init__(self, search, replace, pattern=None):
-        self.search = search
-        self.replace = replace
-        self.pattern = pattern
-        # re.sub() reads backslashes in its replacement; doubled, they stay literal.
-        backslash = b"\\" if isinstance(replace, bytes) else "\\"
-        self.template = replace.replace(backslash, backslash * 2)
+def _apply_steps(steps, value):
+    for search, replace, pattern, template in steps:
+        if search in value:
+            value = value.replace(search, replace) if pattern is None else pattern.sub(template, value)
+    return value
 
-    def apply(self, value):
-        if self.search not in value:
-            return value
-        if self.pattern is None:
-            return value.replace(self.search, self.replace)
-        return self.pattern.sub(self.template, value)
+
+def _shortest_needles(needles):
+    """The distinct search strings that contain no other one."""
+    needles = tuple(dict.fromkeys(needles))
+    return tuple(needle for needle in needles if not any(other != needle and other in needle for other in needles))
 
 
 class _Plan:
     """Everything ``replace_value`` needs for one list of pairs, prepared once."""
 
     def __init__(self, pairs):
-        self.text_steps = []
-        self.byte_steps = []
+        text_steps, byte_steps = [], []
         for pair in expand_pairs(pairs):
             search, replace = pair
-            text_pattern = byte_pattern = None
-            if isinstance(pair, HostPair):
-                text_pattern = re.compile(host_pair_regex(search))
-                byte_pattern = re.compile(_encode(host_pair_regex(search)))
-            self.text_steps.append(_Step(search, replace, text_pattern))
-            self.byte_steps.append(_Step(_encode(search), _encode(replace), byte_pattern))
-        self.text_needles = tuple(dict.fromkeys(step.search for step in self.text_steps))
-        self.byte_needles = tuple(dict.fromkeys(step.search for step in self.byte_steps))
-
-    def occurs_in(self, value):
-        """True when some search string (of any form) occurs in ``value``."""
-        needles = self.byte_needles if isinstance(value, bytes) else self.text_needles
-        for needle in needles:
-            if needle in value:
-                return True
-        return False
+            pattern = host_pair_regex(search) if isinstance(pair, HostPair) else None
+            text_steps.append(_step(search, replace, pattern))
+            byte_steps.append(_step(_encode(search), _encode(replace), pattern and _encode(pattern)))
+        self.text_steps = tuple(text_steps)
+        self.byte_steps = tuple(byte_steps)
+        # Payloads can be replaced in one pass, joined by NULs, when no search or replace string has one.
+        self.joinable = not any(b"\0" in step[0] or b"\0" in step[1] for step in self.byte_steps)
+        # Whether a value holds some search string only needs the ones that hold no other.
+        self.text_needles = _shortest_needles(step[0] for step in self.text_steps)
+        self.byte_needles = _shortest_needles(step[0] for step in self.byte_steps)
 
     def plain(self, value):
-        for step in self.byte_steps if isinstance(value, bytes) else self.text_steps:
-            value = step.apply(value)
-        return value
+        return _apply_steps(self.byte_steps if isinstance(value, bytes) else self.text_steps, value)
 
     def occurrences(self, data):
         """Where search strings occur in ``data``, for ``_scan``'s containment test.
@@ -275,30 +263,48 @@ class _Plan:
             while position != -1:
                 found.append((position, position + size))
                 position = data.find(needle, position + step)
-        found.sort()
+        if len(self.byte_needles) > 1:
+            found.sort()
         starts = [start for start, _end in found]
-        smallest_ends = list(itertools.accumulate(reversed([end for _start, end in found]), min))
-        smallest_ends.reverse()
         starts.append(_BEYOND)
-        smallest_ends.append(_BEYOND)
-        return starts, smallest_ends
+        ends = [end for _start, end in found]
+        ends.append(_BEYOND)
+        if len(self.byte_needles) > 1:
+            ends = list(itertools.accumulate(reversed(ends), min))
+            ends.reverse()
+        return starts, ends
 
 
 _PLANS = {}
 _PLAN_CACHE_SIZE = 32
+# The pairs object of the last call, its items and its plan: callers pass the same pairs row after row.
+_last_pairs = _last_items = _last_plan = None
 
 
 def _plan_for(pairs):
-    pairs = tuple(pairs)
-    key = (pairs, tuple(map(type, pairs)))
+    global _last_pairs, _last_items, _last_plan
+    if pairs is _last_pairs:
+        # A tuple of pairs (tuples themselves) cannot change; a list can, so its items are compared.
+        if isinstance(pairs, tuple):
+            return _last_plan
+        if len(pairs) == len(_last_items):
+            for item, last_item in zip(pairs, _last_items):
+                if item is not last_item:
+                    break
+            else:
+                return _last_plan
+    items = tuple(pairs)
+    key = (items, tuple(map(type, items)))
     try:
         plan = _PLANS.get(key)
     except TypeError:  # pairs given as lists cannot be a cache key
-        return _Plan(pairs)
+        return _Plan(items)
     if plan is None:
         if len(_PLANS) >= _PLAN_CACHE_SIZE:
             _PLANS.clear()
-        plan = _PLANS[key] = _Plan(pairs)
+        plan = _PLANS[key] = _Plan(items)
+    if isinstance(pairs, (list, tuple)):
+        _last_pairs, _last_items, _last_plan = pairs, items, plan
     return plan
 
 
@@ -434,43 +440,58 @@ def _rewrite(data, plan):
         return hits if hits is None else data
     # Payloads that are serialized themselves are edited by a frame of their own; frames sit on an
     # explicit stack so that serialized data nested in strings many levels deep needs no recursion.
-    # A frame is [hits, next hit, output pieces, copied up to, end of its range].
-    frames = [[hits, 0, [], 0, len(data)]]
-    edited_payload = None
+    # A frame is [hits, next hit, edits, output pieces, copied up to, end of its range], where the
+    # edit of a hit is its new payload, None when it stays, or the hits of a nested frame to run.
+    frames = [[hits, 0, _edits(data, hits, plan, starts, smallest_ends), [], 0, len(data)]]
     while True:
         frame = frames[-1]
-        hits, index, pieces, copied, frame_end = frame
-        while index < len(hits):
+        hits, index, edits, pieces, copied, frame_end = frame
+        for index in range(index, len(hits)):
+            edit = edits[index]
+            if edit is None:
+                continue
             header, payload, payload_end = hits[index]
-            if edited_payload is None:
-                nested = None
-                if data[payload:payload + 2] in _BYTE_PREFIXES:
-                    nested = _scan(data, payload, payload_end, starts, smallest_ends)
-                if nested:
-                    frame[1] = index
-                    frame[3] = copied
-                    frames.append([nested, 0, [], payload, payload_end])
-                    break
-                if nested is None:
-                    edited_payload = plan.plain(data[payload:payload_end])
-                else:
-                    edited_payload = data[payload:payload_end]
-            if len(edited_payload) != payload_end - payload or edited_payload != data[payload:payload_end]:
-                pieces.append(data[copied:header])
-                pieces.append(b's:%d:"' % len(edited_payload))
-                pieces.append(edited_payload)
-                copied = payload_end
-            edited_payload = None
-            index += 1
+            if isinstance(edit, list):
+                frame[1], frame[4] = index, copied
+                frames.append([edit, 0, _edits(data, edit, plan, starts, smallest_ends), [], payload, payload_end])
+                break
+            pieces += (data[copied:header], b's:%d:"' % len(edit), edit)
+            copied = payload_end
         else:
             frames.pop()
-            if not frames:
-                if not pieces:
-                    return data
+            if pieces:
                 pieces.append(data[copied:frame_end])
-                return b"".join(pieces)
-            pieces.append(data[copied:frame_end])
-            edited_payload = b"".join(pieces)
+            if not frames:
+                return b"".join(pieces) if pieces else data
+            parent = frames[-1]
+            parent[2][parent[1]] = b"".join(pieces) if pieces else None
+
+
+def _edits(data, hits, plan, starts, smallest_ends):
+    """For each hit (see ``_scan``): its new payload, None when it stays, or the hits inside it."""
+    edits = [None] * len(hits)
+    plain = []
+    for index, (_header, payload, payload_end) in enumerate(hits):
+        if data.startswith(_BYTE_PREFIX_TUPLE, payload, payload_end):
+            nested = _scan(data, payload, payload_end, starts, smallest_ends)
+            if nested is not None:
+                edits[index] = nested or None
+                continue
+        plain.append(index)
+    originals = [data[hits[index][1]:hits[index][2]] for index in plain]
+    replaced = None
+    if plan.joinable and len(originals) > 1:
+        # All payloads in one pass: no search string can match across the NUL between two, and the
+        # host-name guards see the NUL as the payload's edge; so this equals one pass per payload.
+        joined = b"\0".join(originals)
+        if joined.count(b"\0") == len(originals) - 1:
+            replaced = _apply_steps(plan.byte_steps, joined).split(b"\0")
+    if replaced is None:
+        replaced = [_apply_steps(plan.byte_steps, original) for original in originals]
+    for index, original, new in zip(plain, originals, replaced):
+        if new != original:
+            edits[index] = new
+    return edits
 
 
 def replace_value(value, pairs):
@@ -481,22 +502,20 @@ def replace_value(value, pairs):
     changes, ``value`` itself is returned.
     """
     plan = _plan_for(pairs)
-    if not plan.occurs_in(value):
-        return value
-    if isinstance(value, bytes):
-        edited = _rewrite(value, plan) if value[:2] in _BYTE_PREFIXES else None
-        result = plan.plain(value) if edited is None else edited
-    elif value[:2] in _TEXT_PREFIXES:
-        data = _encode(value)
-        edited = _rewrite(data, plan)
-        if edited is None:
-            result = plan.plain(value)
-        elif edited is data:
-            return value
-        else:
-            result = edited.decode("utf-8", "surrogatepass")
+    is_text = not isinstance(value, bytes)
+    for needle in plan.text_needles if is_text else plan.byte_needles:
+        if needle in value:
+            break
     else:
-        result = plan.plain(value)
+        return value
+    if value[:2] in (_TEXT_PREFIXES if is_text else _BYTE_PREFIXES):
+        data = _encode(value) if is_text else value
+        edited = _rewrite(data, plan)
+        if edited is data:
+            return value
+        if edited is not None:
+            return edited.decode("utf-8", "surrogatepass") if is_text else edited
+    result = plan.plain(value)
     return value if result == value else result
 
 

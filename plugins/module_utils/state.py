@@ -377,6 +377,8 @@ def holder_liveness(lock, me):
 
 
 def describe_holder(lock):
+    if lock.get("damaged"):
+        return "an unknown run (the lock file cannot be read)"
     return "migration %s (pid %s on host %s, since %s)" % (
         lock.get("migration_id") or "not yet created", lock.get("pid"), lock.get("host"), lock.get("started"))
 
@@ -584,9 +586,9 @@ class StateStore:
         pair = " for %s -> %s" % (source_env or "any", target_env or "any") if (source_env or target_env) else ""
         if not entries:
             raise StateError("no migrations%s in %s" % (pair, self.state_dir))
+        newest = ", ".join(entry["id"] for entry in entries[-5:])
         raise StateError("nothing to resume%s in %s: every migration there is completed (%s). Start a new one with "
-                         "-e source_env=... -e target_env=..." % (pair, self.state_dir,
-                                                                 ", ".join(entry["id"] for entry in entries[-5:])))
+                         "-e source_env=... -e target_env=..." % (pair, self.state_dir, newest))
 
     # the index
 
@@ -719,6 +721,12 @@ class StateStore:
                                  % (migration_id, state["source_env"], state["target_env"],
                                     source_env or state["source_env"], target_env or state["target_env"]))
         self._refuse_if_locked_by_another_run(state["target_env"])
+        if state["status"] == "completed":
+            # Nothing is left to do; loading it again must change nothing (a second run is a no-op).
+            if not check_mode:
+                self._attach_to_lock(state["target_env"], migration_id)
+            return {"changed": False, "migration": self.summary(state), "interrupted": [],
+                    "network_interrupted": False, "options_overridden": []}
         before = json.loads(json.dumps(state))
         overrides = {key: value for key, value in without_secrets(options or {}).items() if value is not None}
         if "network_tables" in overrides:
@@ -727,10 +735,7 @@ class StateStore:
         interrupted = [site_id for site_id in state["site_order"]
                        if state["sites"][str(site_id)]["status"] == "in_progress"]
         network_interrupted = state["network_tables"].get("status") == "in_progress"
-        if state["status"] != "completed":
-            state["status"] = "running"
-            state["reason"] = None
-            state["finished"] = None
+        state.update(status="running", reason=None, finished=None)
         state["options"].update(overridden)
         for site_id in interrupted:
             record = state["sites"][str(site_id)]
@@ -1162,7 +1167,7 @@ def duration_stats(state):
              if record["status"] == "completed" and record.get("duration") is not None]
     if not timed:
         return {"count": 0, "total": 0.0, "average": None, "min": None, "max": None, "slowest": []}
-    values = [duration for duration, _ in timed]
+    values = [duration for duration, _site_id in timed]
     slowest = sorted(timed, key=lambda item: (-item[0], item[1]))[:5]
     return {"count": len(values), "total": round(sum(values), 3), "average": round(sum(values) / len(values), 3),
             "min": min(values), "max": max(values),
@@ -1200,12 +1205,12 @@ def format_table(rows):
 
 def format_report(summary, failed_sites, durations):
     counters = summary["counters"]
+    reason = " (%s)" % summary["reason"] if summary["reason"] else ""
+    finished = ", finished %s UTC" % short_time(summary["finished"]) if summary["finished"] else ""
     lines = [
         "Migration %s (%s -> %s): %s%s" % (summary["id"], summary["source_env"], summary["target_env"],
-                                            summary["status"], " (%s)" % summary["reason"] if summary["reason"] else ""),
-        "Started %s UTC, updated %s UTC%s" % (short_time(summary["started"]), short_time(summary["updated"]),
-                                              ", finished %s UTC" % short_time(summary["finished"])
-                                              if summary["finished"] else ""),
+                                           summary["status"], reason),
+        "Started %s UTC, updated %s UTC%s" % (short_time(summary["started"]), short_time(summary["updated"]), finished),
         "Sites: %d total, %d completed, %d failed, %d timed out, %d skipped, %d pending, %d in progress"
         % (counters["total"], counters["completed"], counters["failed"], counters["timeout"], counters["skipped"],
            counters["pending"], counters["in_progress"]),

@@ -63,17 +63,20 @@ import contextlib
 import hashlib
 import time
 
-from ansible_collections.wfu.multisite.plugins.module_utils.db import (ConfigError, connect, quote_identifier,
-                                                                        qualified, validate_identifier)
-from ansible_collections.wfu.multisite.plugins.module_utils.errors import (SITE_DATA, MigrationError, error_code,
-                                                                            failure_reason)
-from ansible_collections.wfu.multisite.plugins.module_utils.search_replace import (SERIALIZED_PREFIXES, HostPair,
-                                                                                    expand_pairs, host_pair_regex,
-                                                                                    replace_value)
+from ansible_collections.wfu.multisite.plugins.module_utils.db import (
+    ConfigError, connect, quote_identifier, qualified, validate_identifier)
+from ansible_collections.wfu.multisite.plugins.module_utils.errors import (
+    SITE_DATA, MigrationError, error_code, failure_reason)
+from ansible_collections.wfu.multisite.plugins.module_utils.search_replace import (
+    SERIALIZED_PREFIXES, HostPair, expand_pairs, host_pair_regex, replace_value)
 
 PHASE = "replace"
 TEXT_TYPES = frozenset(("char", "varchar", "tinytext", "text", "mediumtext", "longtext"))
 UTF8_CHARSETS = frozenset(("utf8mb4", "utf8mb3", "utf8", "ascii"))
+# Key column types whose values come back from PyMySQL in a form that finds the same row again.
+# Not FLOAT (0.1 is not the float 0.1f), not TIMESTAMP (a local time can stand for two instants).
+KEY_TYPES = frozenset(("tinyint", "smallint", "mediumint", "int", "bigint", "decimal", "year", "date", "datetime",
+                       "char", "varchar", "binary", "varbinary", "enum"))
 # Matching values one batch may hold (in Python, and in one transaction).
 BATCH_BYTES = 32 * 1024 * 1024
 SERVER = "server"
@@ -93,23 +96,24 @@ class _Replacement:
 
     def matches(self, column_sql):
         """SQL condition (and its parameters): the column holds one of the search strings, byte for byte."""
-        sql = " OR ".join("LOCATE(CAST(%%s AS BINARY), %s) > 0" % column_sql for _ in self.needles)
-        return "(" + sql + ")", list(self.needles)
+        one = "LOCATE(CAST(%%s AS BINARY), %s) > 0" % column_sql
+        return "(" + " OR ".join([one] * len(self.needles)) + ")", list(self.needles)
 
     def expression(self, column_sql):
         """SQL expression (and its parameters) of the plain replacement of the column's bytes.
 
         ``REPLACE()`` is a left-to-right, non-overlapping, case-sensitive
         replacement like ``str.replace``.  In ``REGEXP_REPLACE()``'s replacement
-        only ``\\`` is special (``\\1`` is a group), so it is doubled; ``(?-i)``
-        keeps the match case-sensitive whatever the collation.
+        only ``\\`` is special (``\\1`` is a group), so it is doubled; ``(?-ix)``
+        keeps the match case-sensitive and literal whatever the collation and
+        the server's ``default_regex_flags``.
         """
         opened, closed, params = [], [], []
         for step in self.steps:
             search, replace = step
             if isinstance(step, HostPair):
                 opened.append("REGEXP_REPLACE(")
-                params += ["(?-i)" + host_pair_regex(search), replace.replace("\\", "\\\\")]
+                params += ["(?-ix)" + host_pair_regex(search), replace.replace("\\", "\\\\")]
             else:
                 opened.append("REPLACE(")
                 params += [search, replace]
@@ -228,8 +232,8 @@ class _TableReplacer:
                   "method_counts": {SERVER: 0, PYTHON: 0}, "key": None, "no_primary_key": False,
                   "skipped_columns": {}, "warnings": []}
         try:
-            columns, skipped = self._columns()
-            keys = self._usable_keys()
+            columns, skipped, types = self._columns()
+            keys = self._usable_keys(types)
             report["skipped_columns"] = skipped
             report["key"] = list(keys[0]) if keys else None
             report["no_primary_key"] = not keys
@@ -279,7 +283,8 @@ class _TableReplacer:
     # -- the table's shape ------------------------------------------------------------------
 
     def _columns(self):
-        """[(column, is UTF-8)] to work on, and {column: why not} for the text columns left alone."""
+        """[(column, is UTF-8)] to work on, {column: why not} for the text columns left alone, and
+        {column: data type} for all columns."""
         with self.conn.cursor() as cur:
             cur.execute("SELECT TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
                         (self.database, self.table))
@@ -292,6 +297,7 @@ class _TableReplacer:
                         (self.database, self.table))
             rows = cur.fetchall()
         columns, skipped = [], {}
+        types = {row[0]: row[1].lower() for row in rows}
         for name, data_type, charset, generated in rows:
             if data_type.lower() not in TEXT_TYPES:
                 continue
@@ -302,9 +308,9 @@ class _TableReplacer:
             else:
                 self._checked_name(name)
                 columns.append((name, (charset or "").lower() in UTF8_CHARSETS))
-        return columns, skipped
+        return columns, skipped, types
 
-    def _usable_keys(self):
+    def _usable_keys(self, types):
         """Keys that identify a row and order rows: PRIMARY first, then unique keys of NOT NULL columns."""
         with self.conn.cursor() as cur:
             cur.execute("SELECT INDEX_NAME, COLUMN_NAME, SUB_PART, NULLABLE, INDEX_TYPE FROM information_schema.STATISTICS "
@@ -315,7 +321,7 @@ class _TableReplacer:
         for index, column, sub_part, nullable, index_type in rows:
             keys.setdefault(index, []).append(column)
             # A prefix, a NULL or a hash (long unique) key cannot order and identify rows by itself.
-            if sub_part is not None or nullable == "YES" or index_type != "BTREE":
+            if sub_part is not None or nullable == "YES" or index_type != "BTREE" or types[column] not in KEY_TYPES:
                 unusable.add(index)
         usable = [tuple(cols) for index, cols in keys.items() if index not in unusable]
         usable.sort(key=lambda cols: (cols != tuple(keys.get("PRIMARY", ())), len(cols)))
@@ -367,7 +373,7 @@ class _TableReplacer:
                 rows = cur.fetchall()
             if not rows:
                 return counts
-            batch = _fill(rows)
+            batch = _within_batch_bytes(rows)
             width = len(key)
             in_server = [row[:width] for row in batch if not row[width]]
             in_python = [row[:width] for row in batch if row[width]]
@@ -405,8 +411,12 @@ class _TableReplacer:
         with self.conn.cursor() as cur:
             cur.execute("SELECT %s, %s FROM %s WHERE %s"
                         % (", ".join(quote_identifier(k) for k in key), quoted, self.name, where), where_params)
+            rows = cur.fetchall()
+            if len(rows) != len(keys):
+                raise MigrationError("%d of %d rows could not be found again by their key (%s)"
+                                     % (len(keys) - len(rows), len(keys), ", ".join(key)), reason=SITE_DATA)
             updates = []
-            for row in cur.fetchall():
+            for row in rows:
                 value = row[width]
                 replaced = replace_value(value, self.replacement.pairs)
                 if replaced != value:
@@ -463,8 +473,8 @@ class _TableReplacer:
         rows = list(rows)
         if rows:
             with self.conn.cursor() as cur:
-                cur.executemany("INSERT IGNORE INTO %s (digest, old_value, new_value) VALUES (%%s, %%s, %%s)"
-                                % quote_identifier(VALUE_MAP), rows)
+                cur.executemany("INSERT INTO %s (digest, old_value, new_value) VALUES (%%s, %%s, %%s) "
+                                "ON DUPLICATE KEY UPDATE digest = digest" % quote_identifier(VALUE_MAP), rows)
 
     def _apply_value_map(self, quoted):
         # STRAIGHT_JOIN: read the table once and look each value up in the map, never the other way round.
@@ -495,7 +505,7 @@ class _Counts:
         return self.by_method[SERVER] + self.by_method[PYTHON]
 
 
-def _fill(rows):
+def _within_batch_bytes(rows):
     """The first rows of a batch whose matching values stay within BATCH_BYTES (at least one row)."""
     total = 0
     for count, row in enumerate(rows, 1):

@@ -17,7 +17,7 @@ description:
   - Only tables carrying these markers are touched. Running it twice changes nothing the second time.
   - Refuses to run when the migration database is also the database of an environment listed in O(environments).
 author:
-  - WFU Web Platform Team
+  - WFU Web Platform Team (@wfu)
 options:
   site_id:
     description:

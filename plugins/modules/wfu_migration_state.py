@@ -28,7 +28,7 @@ description:
     this host (or whose pid now belongs to another process, or which predates a reboot) is stale and taken over;
     a lock held by a live process is never taken; a lock from another host (or without a pid) needs O(force=true)."
 author:
-  - WFU Web Platform Team
+  - WFU Web Platform Team (@wfu)
 options:
   action:
     description:

@@ -19,7 +19,7 @@ description:
     a failure leaves the target's network tables as they were.
   - In check mode nothing is changed and the plan (tables, each site's address in the target, rules) is returned.
 author:
-  - WFU Web Platform Team
+  - WFU Web Platform Team (@wfu)
 options:
   include_users:
     description: Also migrate C(wp_users) and C(wp_usermeta) (they are left alone by default).

@@ -22,7 +22,7 @@ description:
     has none for it.
   - In check mode nothing is changed and the plan (tables, sizes, target address, rules) is returned.
 author:
-  - WFU Web Platform Team
+  - WFU Web Platform Team (@wfu)
 options:
   site_id:
     description: The blog id of the site to migrate.

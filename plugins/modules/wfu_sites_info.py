@@ -17,7 +17,7 @@ description:
     network-wide ones (blogs, blogmeta, site, sitemeta, signups, registration_log, users, usermeta).
   - Filters select sites by id, skip archived/spam/deleted sites or the main site, and mark large sites.
 author:
-  - WFU Web Platform Team
+  - WFU Web Platform Team (@wfu)
 options:
   table_prefix:
     description: The network's table prefix.

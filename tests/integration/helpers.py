@@ -44,8 +44,13 @@ def unique_name(prefix):
     return "%s_%d_%d" % (prefix, os.getpid(), next(_names))
 
 
+def connect(server, database=None):
+    """A connection to a test server.  The servers have no TLS; not building an SSL context saves ~0.1 s a connection."""
+    return server.connect(database, ssl_disabled=True)
+
+
 def query(server, database, sql, args=None):
-    with contextlib.closing(server.connect(database)) as conn, conn.cursor() as cur:
+    with contextlib.closing(connect(server, database)) as conn, conn.cursor() as cur:
         cur.execute(sql, args)
         return cur.fetchall()
 
@@ -67,7 +72,7 @@ def table_names(server, database):
 
 
 def row_counts(server, database, tables):
-    with contextlib.closing(server.connect(database)) as conn:
+    with contextlib.closing(connect(server, database)) as conn:
         return tbl.exact_row_counts(conn, database, tables)
 
 
@@ -78,7 +83,7 @@ def fingerprint(server, database, tables=None):
     """
     names = table_names(server, database) if tables is None else list(tables)
     result = {}
-    with contextlib.closing(server.connect(database)) as conn, conn.cursor() as cur:
+    with contextlib.closing(connect(server, database)) as conn, conn.cursor() as cur:
         for name in names:
             cur.execute("CHECKSUM TABLE %s" % quote_identifier(name))
             checksum = cur.fetchone()[1]
@@ -130,19 +135,19 @@ def addresses(url, spec):
 
 # -- content checks --------------------------------------------------------------------------------------------------
 
-def text_columns(server, database, table):
-    rows = query(server, None, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND "
-                               "TABLE_NAME = %s AND DATA_TYPE IN (%s) ORDER BY ORDINAL_POSITION"
-                 % ("%s", "%s", ", ".join(["%s"] * len(TEXT_TYPES))), (database, table) + TEXT_TYPES)
-    return [row[0] for row in rows]
+def text_columns(cur, database, table):
+    cur.execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %%s AND TABLE_NAME = %%s "
+                "AND DATA_TYPE IN (%s) ORDER BY ORDINAL_POSITION" % ", ".join(["%s"] * len(TEXT_TYPES)),
+                (database, table) + TEXT_TYPES)
+    return [row[0] for row in cur.fetchall()]
 
 
 def values_containing(server, database, tables, needle):
     """Yield ``(table, column, value)`` for every text value of the tables that contains ``needle`` (case-sensitive)."""
     like = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    with contextlib.closing(server.connect(database)) as conn, conn.cursor() as cur:
+    with contextlib.closing(connect(server, database)) as conn, conn.cursor() as cur:
         for table in tables:
-            for column in text_columns(server, database, table):
+            for column in text_columns(cur, database, table):
                 cur.execute("SELECT %s FROM %s WHERE %s LIKE BINARY %%s" % (
                     quote_identifier(column), quote_identifier(table), quote_identifier(column)), (like,))
                 for (value,) in cur.fetchall():
@@ -174,7 +179,7 @@ def host_leftovers(server, database, tables, host):
 def serialized_values(server, database, tables, prefix):
     """``{(table without prefix, primary key): value}`` of the values that look PHP-serialized."""
     values = {}
-    with contextlib.closing(server.connect(database)) as conn, conn.cursor() as cur:
+    with contextlib.closing(connect(server, database)) as conn, conn.cursor() as cur:
         for table in tables:
             kind = re.sub(r"^\d+_", "", table[len(prefix):])
             column = SERIALIZED_COLUMNS.get(kind)
@@ -392,19 +397,21 @@ def run_playbook(playbook, inventory, *args, extra_vars=None, timeout=300, check
 class MigrationSetup:
     """A generated network in the source (environment ``dev``), one in the target (``uat``) and a migration database.
 
-    ``target_spec`` may be None for a target database without any table.
+    ``target_spec`` may be None for a target database without any table; ``target_network`` reuses a
+    network loaded for another setup (it is then not dropped with this one).
     """
 
-    def __init__(self, servers, source_spec, target_spec):
+    def __init__(self, servers, source_spec, target_spec, target_network=None):
         self.servers = servers
         self.source = LoadedNetwork(servers["source"], source_spec)
-        if target_spec is not None:
-            self.target = LoadedNetwork(servers["target"], target_spec)
-            self.target_url, self.target_prefix = target_spec.url, target_spec.prefix
+        self.target = target_network or (LoadedNetwork(servers["target"], target_spec) if target_spec else None)
+        self.owns_target = target_network is None
+        if self.target is not None:
+            self.target_url, self.target_prefix = self.target.spec.url, self.target.spec.prefix
+            self.target_database = self.target.database
         else:
-            self.target = None
             self.target_url, self.target_prefix = "https://uat.example.edu", "wp_"
-        self.target_database = self.target.database if self.target else create_database(servers["target"], prefix="tgt")
+            self.target_database = create_database(servers["target"], prefix="tgt")
         self.migration_server = servers["migration"]
         self.migration_database = create_database(self.migration_server, prefix="mig")
 
@@ -452,5 +459,6 @@ class MigrationSetup:
 
     def drop(self):
         self.source.drop()
-        drop_database(self.target_server, self.target_database)
+        if self.owns_target:
+            drop_database(self.target_server, self.target_database)
         drop_database(self.migration_server, self.migration_database)

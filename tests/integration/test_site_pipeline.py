@@ -9,14 +9,14 @@ url, not from the pipeline's own mapping code.
 import contextlib
 import errno
 import os
-import signal
+import threading
 import time
 from urllib.parse import urlsplit
 
 import pymysql
 import pytest
-from helpers import (OUTSIDE_HOSTS, MigrationSetup, addresses, client_children, count_occurrences, create_database,
-                     drop_database, fingerprint, host_leftovers, php_unserializes, query, row_counts,
+from helpers import (OUTSIDE_HOSTS, MigrationSetup, addresses, client_children, connect, count_occurrences, fingerprint,
+                     host_leftovers, php_unserializes, query, row_counts,
                      serialized_values, table_names, without)
 
 from ansible_collections.wfu.multisite.plugins.module_utils import cleanup, copy_engine, pipeline
@@ -29,11 +29,6 @@ from tools.wpnetwork import NetworkSpec
 
 DEV = "https://dev.example.edu"
 UAT = "https://uat.example.edu"
-
-
-def _setup(servers, source_spec, target_spec):
-    setup = MigrationSetup(servers, source_spec, target_spec)
-    return setup
 
 
 @pytest.fixture(scope="module")
@@ -165,17 +160,14 @@ def test_check_mode_returns_the_plan_and_changes_nothing(subdir):
 
 @pytest.fixture(scope="module")
 def odd_prefixes(servers, subdir):
-    """Source wp_ → target wpx9_, and source wfu7_ → target wp_ (the subdirectory target)."""
+    """Source wp_ → target wpx9_, and source wfu7_ → target wp_ (the subdirectory network's target)."""
     to_wpx9 = MigrationSetup(servers, NetworkSpec(url=DEV, sites=2, posts_per_site=4),
                              NetworkSpec(url=UAT, sites=2, posts_per_site=2, seed=3, prefix="wpx9_"))
-    from_wfu7 = MigrationSetup(servers, NetworkSpec(url=DEV, sites=3, posts_per_site=4, seed=4, prefix="wfu7_"), None)
-    # The wfu7_ source goes into the subdirectory network's target, which uses wp_.
-    drop_database(from_wfu7.target_server, from_wfu7.target_database)
-    from_wfu7.target_database = subdir.target_database
+    from_wfu7 = MigrationSetup(servers, NetworkSpec(url=DEV, sites=3, posts_per_site=4, seed=4, prefix="wfu7_"), None,
+                               target_network=subdir.target)
     yield to_wpx9, from_wfu7
     to_wpx9.drop()
-    from_wfu7.source.drop()
-    drop_database(from_wfu7.migration_server, from_wfu7.migration_database)
+    from_wfu7.drop()
 
 
 @pytest.mark.parametrize("case, site_id", [(0, 2), (0, 1), (1, 3)], ids=["wp-to-wpx9-site2", "wp-to-wpx9-main",
@@ -229,8 +221,8 @@ def test_site_owns_exactly_its_numbered_tables(crowded, monkeypatch, site_id):
     assert copied[0] == own and sorted(copied[1]) == sorted(tbl.work_table(site_id, t) for t in own)
     assert result["tables"] == own
     after = setup.target_fingerprint()
-    assert sorted(name for name in after if after[name] != before.get(name)) == own
-    assert set(after) == set(before)
+    assert without(after, own) == without(before, own)
+    assert set(after) == set(before) and after["wp_%d_options" % site_id] != before["wp_%d_options" % site_id]
     assert site_options(setup, site_id, ["home"])["home"] == addresses(UAT, setup.source.spec)[site_id][2]
 
 
@@ -321,8 +313,10 @@ def inject_verify_after_swap(monkeypatch, setup):
 
 
 def inject_blog_row(monkeypatch, setup):
-    monkeypatch.setattr(SiteMigration, "_ensure_blog_row", fail_after(
-        SiteMigration._ensure_blog_row, pymysql.err.OperationalError(2006, "MySQL server has gone away")))
+    def insert_fails(*_args):
+        raise pymysql.err.OperationalError(2006, "MySQL server has gone away")
+
+    monkeypatch.setattr(SiteMigration, "_ensure_blog_row", insert_fails)
 
 
 @pytest.mark.parametrize("inject, site_id, phase, failure_class", [
@@ -391,7 +385,7 @@ def test_target_server_going_down_is_systemic_and_harmless(servers, monkeypatch)
 @contextlib.contextmanager
 def table_locked(server, database, table):
     """Another session holds ``LOCK TABLES <table> WRITE`` until the block ends."""
-    conn = server.connect(database)
+    conn = connect(server, database)
     try:
         with conn.cursor() as cur:
             cur.execute("LOCK TABLES `%s` WRITE" % table)
@@ -418,41 +412,27 @@ def test_timeout_while_the_source_table_is_locked(subdir):
 
 
 def test_timeout_while_mariadb_dump_waits_kills_the_dump(subdir, monkeypatch):
-    """The lock is taken once the dump is about to start: the deadline must end mariadb-dump and its loader."""
+    """The lock is taken just before the dump starts: the deadline must end mariadb-dump and its loader."""
     setup = subdir
     lock = contextlib.ExitStack()
     real_tools = copy_engine.required_client_tools
-    seen = []
+    running = []
 
-    def tools_then_lock():
-        if not seen:
+    def lock_then_find_tools():
+        if not running:
             lock.enter_context(table_locked(setup.source.server, setup.source.database, "wp_2_posts"))
-        seen.append(1)
+            look = threading.Timer(0.6, lambda: running.append(sorted(p[1] for p in client_children())))
+            look.start()
+            lock.callback(look.cancel)
         return real_tools()
 
-    def watch_children(signum, frame):
-        seen.append([p[1] for p in client_children()])
-        raise_timeout(signum, frame)
-
-    monkeypatch.setattr(copy_engine, "required_client_tools", tools_then_lock)
+    monkeypatch.setattr(copy_engine, "required_client_tools", lock_then_find_tools)
     target_before = setup.target_fingerprint()
-    original_deadline = pipeline.deadline
-
-    @contextlib.contextmanager
-    def deadline_that_looks_first(seconds, migration):
-        with original_deadline(seconds, migration):
-            nonlocal raise_timeout
-            raise_timeout = signal.getsignal(signal.SIGALRM)
-            signal.signal(signal.SIGALRM, watch_children)
-            yield
-
-    raise_timeout = None
-    monkeypatch.setattr(pipeline, "deadline", deadline_that_looks_first)
     with lock, pytest.raises(PipelineTimeout) as raised:
         setup.site(2).run(timeout=1)
     assert raised.value.phase == "copy"
-    # When the deadline fired, mariadb-dump and the loader were running; now none is left.
-    assert sorted(seen[1]) == ["mariadb", "mariadb-dump"]
+    # While the deadline ran, mariadb-dump waited for the lock and the loader for its input; now neither is left.
+    assert running == [["mariadb", "mariadb-dump"]]
     assert client_children() == []
     assert setup.target_fingerprint() == target_before
     assert tbl.work_tables_of(setup.migration_tables()) == []
@@ -509,14 +489,13 @@ def test_cleanup_sweeps_one_site_then_everything_and_only_marked_tables(servers,
     assert "wfu_stage__wp_20_posts" in table_names(tgt, target_db["database"])
 
     kept = cleanup.sweep(migration_db, target=target_db, keep_backup_tables=True)
-    assert kept["target"] == ["wfu_stage__wp_20_posts"]
+    assert kept["target"] == ["wfu_stage__other_posts", "wfu_stage__wp_20_posts"]
     everything = cleanup.sweep(migration_db, target=target_db)
     assert everything == {"migration_db": [], "target": ["wfu_old__wp_blogs"], "changed": True}
     assert kept["migration_db"] == ["m20__wp_20_posts", "mnet__wp_blogs"]
     assert cleanup.sweep(migration_db, target=target_db)["changed"] is False
     assert table_names(mig, migration_db["database"]) == sorted(["m2_wp_2_posts", "wp_2_posts", "notes"])
-    assert table_names(tgt, target_db["database"]) == sorted(["wp_2_posts", "wp_20_posts", "wfu_stage_wp_2_posts",
-                                                              "wfu_stage__other_posts"])
+    assert table_names(tgt, target_db["database"]) == sorted(["wp_2_posts", "wp_20_posts", "wfu_stage_wp_2_posts"])
 
 
 def test_cleanup_refuses_a_migration_db_that_is_an_environment(servers, leftovers):

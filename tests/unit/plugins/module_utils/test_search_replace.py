@@ -158,6 +158,22 @@ def test_references_are_copied():
     assert result == arr(s("a"), obj("stdClass", s("url"), s(UAT)), s("b"), "r:2;", s("c"), "R:3;")
 
 
+def test_many_edited_payloads_in_one_value_each_keep_their_own_edges():
+    value = arr(i(0), s("webdev.example.edu"), i(1), s("dev.example.edu"), i(2), s("dev.example.edu-old"),
+                i(3), s("a\0dev.example.edu\0b"), i(4), s("dev.example.edu/x"))
+    assert replace_value(value, HOST) == arr(
+        i(0), s("webdev.example.edu"), i(1), s("uat.example.edu"), i(2), s("dev.example.edu-old"),
+        i(3), s("a\0uat.example.edu\0b"), i(4), s("uat.example.edu/x"))
+
+
+@pytest.mark.parametrize("pairs", [[("dev\0", "uat")], [("dev", "u\0t")], [HostPair("dev", "u\0t")]])
+def test_pairs_with_nul_characters(pairs):
+    search, replace = pairs[0]
+    value = arr(i(0), s("a dev\0 b"), i(1), s("dev\0"), i(2), s("x"))
+    assert replace_value(value, pairs) == arr(i(0), s("a dev\0 b".replace(search, replace)),
+                                              i(1), s("dev\0".replace(search, replace)), i(2), s("x"))
+
+
 # --- serialized data inside strings ------------------------------------------------------------
 
 def test_double_serialized_option_is_edited_at_both_levels():
@@ -312,7 +328,7 @@ def test_expand_pairs_keeps_the_kind_of_each_pair():
     expanded = expand_pairs([HostPair("dév.example.edu", "uat.example.edu"), ("x/y", "z")])
     assert expanded == [("dév.example.edu", "uat.example.edu"), ("d\\u00e9v.example.edu", "uat.example.edu"),
                         ("x/y", "z"), ("x\\/y", "z")]
-    assert [type(pair) for pair in expanded] == [HostPair, HostPair, tuple, tuple]
+    assert [pair.__class__ for pair in expanded] == [HostPair, HostPair, tuple, tuple]
 
 
 def test_expand_pairs_keeps_user_duplicates():
@@ -437,7 +453,7 @@ def test_host_pair_is_a_tuple():
     assert (pair.search, pair.replace) == (search, replace)
     assert repr(pair) == "HostPair('dev.example.edu', 'uat.example.edu')"
     assert pickle.loads(pickle.dumps(pair)) == pair
-    assert type(copy.deepcopy(pair)) is HostPair
+    assert copy.deepcopy(pair).__class__ is HostPair
 
 
 def test_host_pair_and_plain_pair_with_the_same_strings_are_not_confused():
@@ -486,7 +502,7 @@ def test_hundred_thousand_deep_nesting():
 def test_deeply_nested_serialized_strings():
     value = s(DEV)
     expected = s(UAT)
-    for _ in range(2_000):
+    for _level in range(2_000):
         value = s(value)
         expected = s(expected)
     assert replace_value(value, URL_PAIRS) == expected

@@ -171,7 +171,7 @@ def test_kill_minus_nine_mid_write_always_leaves_valid_state(store):
     script = WRITER % {"collections": COLLECTIONS, "state_dir": store.state_dir, "migration_id": migration_id}
     rng = random.Random(20261124)
     killed_with_temp_files = 0
-    for _ in range(12):
+    for _round in range(12):
         proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
         assert proc.stdout.readline().strip() == b"ready"
         time.sleep(rng.uniform(0.05, 0.4))
@@ -672,7 +672,7 @@ def test_lock_holder_is_the_outermost_ansible_playbook_process(tmp_path):
     fake = tmp_path / "ansible-playbook"
     fake.symlink_to(sys.executable)
     proc = subprocess.Popen([str(fake), str(script), MODULE_LIKE], stdout=subprocess.PIPE, text=True)
-    output, _ = proc.communicate(timeout=60)
+    output = proc.communicate(timeout=60)[0]
     assert proc.returncode == 0
     assert int(output.strip()) == proc.pid
     assert find_playbook_pid() is None  # pytest itself runs under no ansible process
