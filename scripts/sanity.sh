@@ -13,4 +13,6 @@ git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' 
 done
 cd "$dest"
 git init -q . && git add -A >/dev/null
+# SANITY_ARGS: extra arguments, e.g. "--test pep8" to run one test.
+# shellcheck disable=SC2086
 "$ROOT/.venv/bin/ansible-test" sanity --color no --python 3.11 --venv --requirements ${SANITY_ARGS:-}

@@ -4,57 +4,9 @@
 
 from __future__ import annotations
 
-# The keys of a database connection, written once and indented into each fragment below.
-_DB_SUBOPTIONS = r"""
-host:
-  description: Server host name or address.
-  type: str
-port:
-  description: Server port.
-  type: int
-user:
-  description: User name.
-  type: str
-password:
-  description: Password. Never logged, never placed on a command line.
-  type: str
-database:
-  description: The database.
-  type: str
-config_file:
-  description:
-    - A C([client]) option file whose values fill the keys not given here (the way to pass AWX credentials).
-  type: path
-unix_socket:
-  description: Unix socket path, used instead of host and port.
-  type: path
-ssl:
-  description: TLS settings.
-  type: dict
-  suboptions:
-    ca:
-      description: CA certificate file.
-      type: path
-    cert:
-      description: Client certificate file.
-      type: path
-    key:
-      description: Client key file.
-      type: path
-    verify_server_cert:
-      description: Verify the server's certificate.
-      type: bool
-      default: true
-"""
-
-
-def _indent(text, spaces):
-    pad = " " * spaces
-    return "\n".join(pad + line if line else line for line in text.strip("\n").splitlines())
-
 
 class ModuleDocFragment:
-    """Connection options shared by every module of the collection."""
+    """Connection options shared by the modules of the collection (each fragment is literal YAML)."""
 
     DOCUMENTATION = r"""
 options: {}
@@ -74,7 +26,46 @@ options:
     type: dict
     required: true
     suboptions:
-""" + _indent(_DB_SUBOPTIONS, 6) + "\n"
+      host:
+        description: Server host name or address.
+        type: str
+      port:
+        description: Server port (3306 when not given).
+        type: int
+      user:
+        description: User name.
+        type: str
+      password:
+        description: Password. Never logged, never placed on a command line.
+        type: str
+      database:
+        description: The database.
+        type: str
+      config_file:
+        description:
+          - A C([client]) option file whose values fill the keys not given here (the way to pass AWX credentials).
+        type: path
+      unix_socket:
+        description: Unix socket path, used instead of host and port.
+        type: path
+      ssl:
+        description: TLS settings.
+        type: dict
+        suboptions:
+          ca:
+            description: CA certificate file.
+            type: path
+          cert:
+            description: Client certificate file.
+            type: path
+          key:
+            description: Client key file.
+            type: path
+          verify_server_cert:
+            description: Verify the server's certificate.
+            type: bool
+            default: true
+"""
 
     MIGRATION_DB = r"""
 options:
@@ -84,13 +75,149 @@ options:
     type: dict
     required: true
     suboptions:
-""" + _indent(_DB_SUBOPTIONS, 6) + "\n"
+      host:
+        description: Server host name or address.
+        type: str
+      port:
+        description: Server port (3306 when not given).
+        type: int
+      user:
+        description: User name.
+        type: str
+      password:
+        description: Password. Never logged, never placed on a command line.
+        type: str
+      database:
+        description: The database.
+        type: str
+      config_file:
+        description:
+          - A C([client]) option file whose values fill the keys not given here (the way to pass AWX credentials).
+        type: path
+      unix_socket:
+        description: Unix socket path, used instead of host and port.
+        type: path
+      ssl:
+        description: TLS settings.
+        type: dict
+        suboptions:
+          ca:
+            description: CA certificate file.
+            type: path
+          cert:
+            description: Client certificate file.
+            type: path
+          key:
+            description: Client key file.
+            type: path
+          verify_server_cert:
+            description: Verify the server's certificate.
+            type: bool
+            default: true
+"""
+
+    CLEANUP = r"""
+options:
+  target:
+    description:
+      - Connection to the target environment's database, to drop staging and replaced tables there too.
+    type: dict
+    suboptions:
+      host:
+        description: Server host name or address.
+        type: str
+      port:
+        description: Server port (3306 when not given).
+        type: int
+      user:
+        description: User name.
+        type: str
+      password:
+        description: Password. Never logged, never placed on a command line.
+        type: str
+      database:
+        description: The database.
+        type: str
+      config_file:
+        description:
+          - A C([client]) option file whose values fill the keys not given here (the way to pass AWX credentials).
+        type: path
+      unix_socket:
+        description: Unix socket path, used instead of host and port.
+        type: path
+      ssl:
+        description: TLS settings.
+        type: dict
+        suboptions:
+          ca:
+            description: CA certificate file.
+            type: path
+          cert:
+            description: Client certificate file.
+            type: path
+          key:
+            description: Client key file.
+            type: path
+          verify_server_cert:
+            description: Verify the server's certificate.
+            type: bool
+            default: true
+  protected_databases:
+    description:
+      - The databases of every environment; the cleanup refuses a migration database that is one of them.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: The environment's name, for messages.
+        type: str
+      host:
+        description: Server host name or address.
+        type: str
+      port:
+        description: Server port (3306 when not given).
+        type: int
+      user:
+        description: User name.
+        type: str
+      password:
+        description: Password. Never logged, never placed on a command line.
+        type: str
+      database:
+        description: The database.
+        type: str
+      config_file:
+        description:
+          - A C([client]) option file whose values fill the keys not given here (the way to pass AWX credentials).
+        type: path
+      unix_socket:
+        description: Unix socket path, used instead of host and port.
+        type: path
+      ssl:
+        description: TLS settings.
+        type: dict
+        suboptions:
+          ca:
+            description: CA certificate file.
+            type: path
+          cert:
+            description: Client certificate file.
+            type: path
+          key:
+            description: Client key file.
+            type: path
+          verify_server_cert:
+            description: Verify the server's certificate.
+            type: bool
+            default: true
+"""
 
     ENVIRONMENTS = r"""
 options:
   source:
     description:
-      - The environment the site comes from, as C(wfu_environments[source_env]) combined with C({name: source_env}).
+      - "The environment the tables come from: C(wfu_environments[source_env]) combined with C({name: source_env})."
     type: dict
     required: true
     suboptions: &environment
@@ -109,7 +236,7 @@ options:
         default: wp_
       subsite_domain:
         description:
-          - The domain under which the subdomain sites live (default the host of O(source.url)), for example
+          - The domain under which the subdomain sites live (default the host of C(url)), for example
             C(wfu.edu) when the main site is C(www.wfu.edu) and a subsite is C(news.wfu.edu).
         type: str
       site_domains:
@@ -142,9 +269,47 @@ options:
         type: dict
         required: true
         suboptions:
-""" + _indent(_DB_SUBOPTIONS, 10) + r"""
+          host:
+            description: Server host name or address.
+            type: str
+          port:
+            description: Server port (3306 when not given).
+            type: int
+          user:
+            description: User name.
+            type: str
+          password:
+            description: Password. Never logged, never placed on a command line.
+            type: str
+          database:
+            description: The database.
+            type: str
+          config_file:
+            description:
+              - A C([client]) option file whose values fill the keys not given here (the way to pass AWX credentials).
+            type: path
+          unix_socket:
+            description: Unix socket path, used instead of host and port.
+            type: path
+          ssl:
+            description: TLS settings.
+            type: dict
+            suboptions:
+              ca:
+                description: CA certificate file.
+                type: path
+              cert:
+                description: Client certificate file.
+                type: path
+              key:
+                description: Client key file.
+                type: path
+              verify_server_cert:
+                description: Verify the server's certificate.
+                type: bool
+                default: true
   target:
-    description: The environment the site goes to, in the same shape as O(source).
+    description: The environment the tables go to, in the same shape as O(source).
     type: dict
     required: true
     suboptions: *environment

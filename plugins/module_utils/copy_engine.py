@@ -453,15 +453,15 @@ class DumpPipeline:
         supervisor = threading.Thread(target=self._supervise, name="wfu-copy-supervisor", daemon=True)
         try:
             self.dump = spawn_client(self.dump_argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=self.dump_errors)
+                                     stderr=self.dump_errors)
             if self.rewriter is None:
                 self.load = spawn_client(self.load_argv, stdin=self.dump.stdout, stdout=subprocess.DEVNULL,
-                                             stderr=self.load_errors)
+                                         stderr=self.load_errors)
                 # Only the loader may hold the read end, or the dump would not notice the loader dying.
                 self.dump.stdout.close()
             else:
                 self.load = spawn_client(self.load_argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                             stderr=self.load_errors)
+                                         stderr=self.load_errors)
             supervisor.start()
             if self.rewriter is not None:
                 self._pump()

@@ -136,8 +136,8 @@ def deadline(seconds, pipeline):
 
     def expire(_signum, _frame):
         signal.signal(signal.SIGALRM, signal.SIG_IGN)
-        raise PipelineTimeout("%s did not finish within %d s (phase %s)" % (pipeline.label(), seconds,
-                                                                         pipeline.timer.current),
+        raise PipelineTimeout("%s did not finish within %d s (phase %s)"
+                              % (pipeline.label(), seconds, pipeline.timer.current),
                               site_id=getattr(pipeline, "site_id", None), phase=pipeline.timer.current,
                               failure_class="site",
                               hint="raise site_timeout, or list the site in large_sites so it gets "
@@ -202,8 +202,8 @@ class _TablePipeline:
         actual = tbl.exact_row_counts(conn, self.target.database, list(expected))
         for table, rows in expected.items():
             if actual.get(table) != rows:
-                raise self._error("table %s.%s has %s rows, expected %s" % (self.target.database, table,
-                                                                             actual.get(table), rows), table=table,
+                raise self._error("table %s.%s has %s rows, expected %s"
+                                  % (self.target.database, table, actual.get(table), rows), table=table,
                                   hint="the copy lost rows; nothing was swapped in. Check the target's disk and "
                                        "max_allowed_packet, then retry the site.")
         return actual
@@ -219,7 +219,7 @@ class _TablePipeline:
 
     def _swap_back(self, conn):
         live_to_stage, existing_live = self.swapped
-        moves = [(live, stage) for live, stage in sorted(live_to_stage.items())]
+        moves = sorted(live_to_stage.items())
         moves += [(tbl.old_table(live), live) for live in sorted(existing_live)]
         with conn.cursor() as cur:
             cur.execute(_rename_statement(self.target.database, moves))
@@ -372,7 +372,7 @@ class SiteMigration(_TablePipeline):
             "rows": copied.get("rows", 0),
             "bytes": copied.get("bytes", 0),
             "copy_method": copied.get("method"),
-            "replacements": {t: v for t, v in replaced.get("tables", {}).items()},
+            "replacements": replaced.get("tables", {}),
             "rows_changed": replaced.get("rows_changed", 0),
             "backup": {"file": backup_path, "tables": kept},
             "durations": dict(self.timer.durations),

@@ -15,7 +15,7 @@ description:
     network tables) and, when O(target) is given, the staging (C(wfu_stage__*)) and replaced (C(wfu_old__*)) tables
     left in the target database.
   - Only tables carrying these markers are touched. Running it twice changes nothing the second time.
-  - Refuses to run when the migration database is also the database of an environment listed in O(environments).
+  - Refuses to run when the migration database is also the database of an environment listed in O(protected_databases).
 author:
   - WFU Web Platform Team (@wfu)
 options:
@@ -24,24 +24,12 @@ options:
       - A site id to clean only that site's tables, or C(network) for the network tables' leftovers.
       - Omit it to sweep every leftover.
     type: str
-  target:
-    description:
-      - Connection to the target environment's database, to drop staging and replaced tables there too.
-      - Same keys as O(migration_db).
-    type: dict
   target_prefix:
     description: The target's table prefix (decides which site a staging table belongs to).
     type: str
     default: wp_
-  protected_databases:
-    description:
-      - The databases of every environment, each with an optional C(name); the cleanup refuses a migration database
-        that is one of them. Same keys as O(migration_db), plus C(name).
-    type: list
-    elements: dict
-    default: []
   protected_names:
-    description: Names of the O(protected_databases), in the same order, for error messages.
+    description: Names of the O(protected_databases), in the same order, for error messages (when they have no C(name)).
     type: list
     elements: str
     default: []
@@ -54,11 +42,16 @@ attributes:
     support: full
   diff_mode:
     support: none
+  platform:
+    platforms: posix
   idempotent:
+    description: Whether a second run with the same arguments changes nothing.
     support: full
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - wfu.multisite.connection
   - wfu.multisite.connection.migration_db
+  - wfu.multisite.connection.cleanup
 """
 
 EXAMPLES = r"""

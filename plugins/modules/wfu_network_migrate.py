@@ -53,10 +53,14 @@ attributes:
     support: full
   diff_mode:
     support: none
+  platform:
+    platforms: posix
   idempotent:
+    description: Whether a second run with the same arguments changes nothing.
     support: none
     details: Every run copies the tables again; the result is the same, but the call reports a change.
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - wfu.multisite.connection
   - wfu.multisite.connection.environments
   - wfu.multisite.connection.migration_db

@@ -52,9 +52,13 @@ attributes:
     support: full
   diff_mode:
     support: none
+  platform:
+    platforms: posix
   idempotent:
+    description: Whether a second run with the same arguments changes nothing.
     support: full
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - wfu.multisite.connection
   - wfu.multisite.connection.db
 """
