@@ -34,7 +34,7 @@ def sweep(migration_db, protected=None, site_id=None, target=None, target_prefix
     check_not_protected(migration_db, protected)
     if site_id not in (None, "network"):
         site_id = tbl.validate_site_id(site_id)
-    result = {"migration_db": [], "target": []}
+    result = {"migration_db": [], "target": [], "restored": []}
     database = resolve(migration_db).get("database")
     if not database:
         raise ConfigError("migration_db.database is missing")
@@ -46,12 +46,8 @@ def sweep(migration_db, protected=None, site_id=None, target=None, target_prefix
     if target:
         target_database = resolve(target).get("database")
         with contextlib.closing(connect(target)) as conn:
-            doomed = tbl.target_leftovers(tbl.list_tables(conn, target_database), tbl.validate_prefix(target_prefix),
-                                          site_id)
-            if keep_backup_tables:
-                doomed = [t for t in doomed if not t.startswith(tbl.OLD_MARK)]
-            if not check_mode:
-                tbl.drop_tables(conn, target_database, doomed)
-            result["target"] = doomed
-    result["changed"] = bool(result["migration_db"] or result["target"])
+            result["target"], result["restored"] = tbl.clear_target_leftovers(
+                conn, target_database, tbl.validate_prefix(target_prefix), site_id,
+                keep_backup_tables=keep_backup_tables, check_mode=check_mode)
+    result["changed"] = bool(result["migration_db"] or result["target"] or result.get("restored"))
     return result

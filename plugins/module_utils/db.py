@@ -147,6 +147,24 @@ def same_database(a, b):
     return same_server(a, b) and resolve(a).get("database") == resolve(b).get("database")
 
 
+if HAS_PYMYSQL:
+    class _Connection(pymysql.connections.Connection):
+        """A PyMySQL connection that shares one TLS context for the driver's "preferred TLS" mode.
+
+        Without explicit ssl settings PyMySQL builds a fresh context, loading the system CA store,
+        for every connection (tens of milliseconds each, several connections per site).
+        """
+
+        _preferred_context = None
+
+        def _create_ssl_ctx(self, sslp):
+            if sslp:
+                return super()._create_ssl_ctx(sslp)
+            if _Connection._preferred_context is None:
+                _Connection._preferred_context = super()._create_ssl_ctx(sslp)
+            return _Connection._preferred_context
+
+
 def connect(params, database=None, autocommit=True, connect_timeout=10, read_timeout=None, streaming=False):
     """Open a PyMySQL connection (utf8mb4) for a connection mapping."""
     if not HAS_PYMYSQL:
@@ -174,7 +192,7 @@ def connect(params, database=None, autocommit=True, connect_timeout=10, read_tim
         kwargs["ssl_verify_cert"] = ssl.get("verify_server_cert", True)
     if streaming:
         kwargs["cursorclass"] = pymysql.cursors.SSCursor
-    conn = pymysql.connect(**kwargs)
+    conn = _Connection(**kwargs)
     with conn.cursor() as cur:
         cur.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')")
     return conn

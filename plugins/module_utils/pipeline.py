@@ -23,7 +23,7 @@ import time
 from ansible_collections.wfu.multisite.plugins.module_utils import tables as tbl
 from ansible_collections.wfu.multisite.plugins.module_utils.copy_engine import copy_tables, dump_binary, spawn_client
 from ansible_collections.wfu.multisite.plugins.module_utils.db import (
-    ConfigError, client_option_file, connect, quote_identifier, resolve, same_database)
+    ConfigError, client_option_file, connect, qualified, quote_identifier, resolve, same_database, same_server)
 from ansible_collections.wfu.multisite.plugins.module_utils.errors import (
     CONFIGURATION, SYSTEMIC_REASONS, MigrationError, failure_reason)
 from ansible_collections.wfu.multisite.plugins.module_utils.replace_rules import (
@@ -193,10 +193,21 @@ class _TablePipeline:
         return copy_tables(self.source.db, self.source.database, tables, self.migration_db, self.migration_database,
                            rename=work_names, work_dir=self.options.get("work_dir"))
 
-    def _stage(self, work_to_stage):
+    def _stage(self, mig_conn, work_to_stage):
+        """Put the transformed tables into the target under staging names; return their expected row counts."""
+        counts = tbl.exact_row_counts(mig_conn, self.migration_database, list(work_to_stage))
         self.created_stage.extend(work_to_stage.values())
-        return copy_tables(self.migration_db, self.migration_database, list(work_to_stage), self.target.db,
-                           self.target.database, rename=work_to_stage, work_dir=self.options.get("work_dir"))
+        if same_server(self.migration_db, self.target.db):
+            # Migration database on the target's server: moving the tables over is a rename, not a copy.
+            moves = ", ".join("%s TO %s" % (qualified(self.migration_database, work), qualified(self.target.database, stage))
+                              for work, stage in sorted(work_to_stage.items()))
+            with mig_conn.cursor() as cur:
+                cur.execute("RENAME TABLE " + moves)
+            self.created_work = [t for t in self.created_work if t not in work_to_stage]
+        else:
+            copy_tables(self.migration_db, self.migration_database, list(work_to_stage), self.target.db,
+                        self.target.database, rename=work_to_stage, work_dir=self.options.get("work_dir"))
+        return {work_to_stage[work]: rows for work, rows in counts.items()}
 
     def _verify_counts(self, conn, expected):
         actual = tbl.exact_row_counts(conn, self.target.database, list(expected))
@@ -212,10 +223,17 @@ class _TablePipeline:
         """Move the live tables aside and the staged ones in, in one statement."""
         moves = [(live, tbl.old_table(live)) for live in sorted(existing_live)]
         moves += [(stage, live) for live, stage in sorted(live_to_stage.items())]
+        # Recorded before the statement: when its reply is lost (connection cut, deadline), the cleanup looks at
+        # the tables to learn whether it happened.
+        self.swapped = (live_to_stage, existing_live)
         with conn.cursor() as cur:
             cur.execute(_rename_statement(self.target.database, moves))
-        self.swapped = (live_to_stage, existing_live)
         self.created_stage = []
+
+    def _swap_happened(self, conn):
+        """RENAME TABLE is atomic: it happened exactly when none of the staging names is left."""
+        staged = set(self.swapped[0].values())
+        return not staged & set(tbl.list_tables(conn, self.target.database))
 
     def _swap_back(self, conn):
         live_to_stage, existing_live = self.swapped
@@ -239,7 +257,7 @@ class _TablePipeline:
         notes = []
         with contextlib.suppress(Exception):
             with contextlib.closing(self.target.connect()) as conn:
-                if self.swapped:
+                if self.swapped and self._swap_happened(conn):
                     self._swap_back(conn)
                     notes.append("swapped the previous tables back in")
                 if self.created_stage:
@@ -322,9 +340,7 @@ class SiteMigration(_TablePipeline):
             with self.timer.phase("clean"):
                 leftovers = tbl.work_tables_of(tbl.list_tables(mig_conn, self.migration_database), self.site_id)
                 tbl.drop_tables(mig_conn, self.migration_database, leftovers)
-                stale = tbl.target_leftovers(tbl.list_tables(tgt_conn, self.target.database), self.target.prefix,
-                                             self.site_id)
-                tbl.drop_tables(tgt_conn, self.target.database, stale)
+                tbl.clear_target_leftovers(tgt_conn, self.target.database, self.target.prefix, self.site_id)
             work = {t: tbl.work_table(self.site_id, t) for t in tables}
             with self.timer.phase("copy"):
                 copied = self._copy_to_work(tables, work)
@@ -335,10 +351,9 @@ class SiteMigration(_TablePipeline):
             live_of = {work[t]: tbl.retarget_table(t, self.source.prefix, self.target.prefix) for t in tables}
             stage_of = {w: tbl.stage_table(live) for w, live in live_of.items()}
             with self.timer.phase("stage"):
-                self._stage(stage_of)
+                expected = self._stage(mig_conn, stage_of)
             with self.timer.phase("verify"):
-                expected = tbl.exact_row_counts(mig_conn, self.migration_database, list(work.values()))
-                self._verify_counts(tgt_conn, {stage_of[w]: n for w, n in expected.items()})
+                self._verify_counts(tgt_conn, expected)
                 options_live = tbl.retarget_table(tbl.site_table_prefix(self.source.prefix, self.site_id) + "options",
                                                   self.source.prefix, self.target.prefix)
                 self._verify_urls(tgt_conn, tbl.stage_table(options_live), expected_url)
@@ -470,9 +485,7 @@ class NetworkMigration(_TablePipeline):
             with self.timer.phase("clean"):
                 leftovers = tbl.work_tables_of(tbl.list_tables(mig_conn, self.migration_database), "network")
                 tbl.drop_tables(mig_conn, self.migration_database, leftovers)
-                stale = tbl.target_leftovers(tbl.list_tables(tgt_conn, self.target.database), self.target.prefix,
-                                             "network")
-                tbl.drop_tables(tgt_conn, self.target.database, stale)
+                tbl.clear_target_leftovers(tgt_conn, self.target.database, self.target.prefix, "network")
             work = {t: tbl.network_work_table(t) for t in tables}
             with self.timer.phase("copy"):
                 copied = self._copy_to_work(tables, work)
@@ -484,10 +497,9 @@ class NetworkMigration(_TablePipeline):
             live_of = {work[t]: tbl.retarget_table(t, self.source.prefix, self.target.prefix) for t in tables}
             stage_of = {w: tbl.stage_table(live) for w, live in live_of.items()}
             with self.timer.phase("stage"):
-                self._stage(stage_of)
+                expected = self._stage(mig_conn, stage_of)
             with self.timer.phase("verify"):
-                expected = tbl.exact_row_counts(mig_conn, self.migration_database, list(work.values()))
-                self._verify_counts(tgt_conn, {stage_of[w]: n for w, n in expected.items()})
+                self._verify_counts(tgt_conn, expected)
             existing = set(tbl.list_tables(tgt_conn, self.target.database)) & set(live_of.values())
             with self.timer.phase("backup"):
                 backup_path = self._backup_file(existing, "network")

@@ -135,6 +135,28 @@ def target_leftovers(all_tables, prefix, site_id=None):
     return sorted(found)
 
 
+def clear_target_leftovers(conn, database, prefix, site_id=None, keep_backup_tables=False, check_mode=False):
+    """Drop staging and replaced tables in a target; return ``(dropped, restored)``.
+
+    A replaced table (``wfu_old__X``) whose live table ``X`` is missing is the only copy left of ``X``,
+    so it is renamed back instead of dropped.
+    """
+    present = list_tables(conn, database)
+    leftovers = target_leftovers(present, prefix, site_id)
+    live = set(present)
+    restored = [t for t in leftovers if t.startswith(OLD_MARK) and t[len(OLD_MARK):] not in live]
+    dropped = [t for t in leftovers
+               if t not in restored and not (keep_backup_tables and t.startswith(OLD_MARK))]
+    if not check_mode:
+        if restored:
+            with conn.cursor() as cur:
+                cur.execute("RENAME TABLE " + ", ".join(
+                    "%s.%s TO %s.%s" % (quote_identifier(database), quote_identifier(t), quote_identifier(database),
+                                        quote_identifier(t[len(OLD_MARK):])) for t in restored))
+        drop_tables(conn, database, dropped)
+    return dropped, restored
+
+
 def list_tables(conn, database):
     """Base tables of a database (views excluded)."""
     validate_identifier(database, "database name")

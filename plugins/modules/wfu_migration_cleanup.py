@@ -13,7 +13,7 @@ version_added: 0.1.0
 description:
   - Drops the work tables a migration left in the migration database (C(m<N>__*) for site N, C(mnet__*) for the
     network tables) and, when O(target) is given, the staging (C(wfu_stage__*)) and replaced (C(wfu_old__*)) tables
-    left in the target database.
+    left in the target database. A replaced table whose live table is missing is renamed back instead.
   - Only tables carrying these markers are touched. Running it twice changes nothing the second time.
   - Refuses to run when the migration database is also the database of an environment listed in O(protected_databases).
 author:
@@ -85,6 +85,13 @@ target:
   type: list
   elements: str
   sample: ["wfu_stage__wp_43_posts"]
+restored:
+  description:
+    - Replaced tables (C(wfu_old__X)) renamed back to C(X) because the live table C(X) was missing, so that the
+      only copy of a site's previous tables is never dropped.
+  returned: always
+  type: list
+  elements: str
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -122,9 +129,9 @@ def main():
                        target=params["target"], target_prefix=params["target_prefix"],
                        keep_backup_tables=params["keep_backup_tables"], check_mode=module.check_mode)
     except ConfigError as exc:
-        module.fail_json(msg=str(exc), failure_class="config", migration_db=[], target=[])
+        module.fail_json(msg=str(exc), failure_class="config", migration_db=[], target=[], restored=[])
     except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(migration_db=[], target=[], **failure_result(exc, phase="cleanup", site_id=site_id))
+        module.fail_json(migration_db=[], target=[], restored=[], **failure_result(exc, phase="cleanup", site_id=site_id))
     module.exit_json(**result)
 
 

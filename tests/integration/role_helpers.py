@@ -111,7 +111,8 @@ class MigrationSetup:
             return None
 
     def site_log(self, migration_id, site_id):
-        with open(os.path.join(self.state_dir, migration_id, "logs", "site-%d.log" % site_id), encoding="utf-8") as handle:
+        path = os.path.join(self.state_dir, migration_id, "logs", "site-%d.log" % site_id)
+        with open(path, encoding="utf-8") as handle:
             return handle.read()
 
     def lock_files(self):

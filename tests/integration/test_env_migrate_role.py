@@ -100,7 +100,8 @@ def test_check_mode_changes_nothing_and_writes_no_state(make_setup, servers):
 def test_resume_chooses_sites_by_their_outcome(make_setup):
     setup = make_setup(small_network(site_ids=[1, 2, 3, 4]))
     # Site 3 points at an address the rules do not map, so its URL check fails: an error of that site alone.
-    siteurl = query(setup.source, setup.source_db, "SELECT option_value FROM wp_3_options WHERE option_name = 'siteurl'")
+    siteurl = query(setup.source, setup.source_db,
+                    "SELECT option_value FROM wp_3_options WHERE option_name = 'siteurl'")
     query(setup.source, setup.source_db, "UPDATE wp_3_options SET option_value = 'https://elsewhere.example.org' "
                                          "WHERE option_name = 'siteurl'")
 
@@ -183,11 +184,14 @@ def test_large_sites_go_last_or_are_skipped(make_setup):
     assert all(state["sites"][site_id]["attempts"] == 0 for site_id in ("2", "3"))
 
 
+TWO_ENVIRONMENTS = "must be two different environments of wfu_environments (dev, uat)"
+
+
 @pytest.mark.parametrize("extra_vars, message", [
     ({}, "Give source_env and target_env for a new migration"),
     ({"source_env": "dev"}, "Give source_env and target_env for a new migration"),
-    ({"source_env": "dev", "target_env": "nowhere"}, "must be two different environments of wfu_environments (dev, uat)"),
-    ({"source_env": "dev", "target_env": "dev"}, "must be two different environments of wfu_environments (dev, uat)"),
+    ({"source_env": "dev", "target_env": "nowhere"}, TWO_ENVIRONMENTS),
+    ({"source_env": "dev", "target_env": "dev"}, TWO_ENVIRONMENTS),
     ({"resume": "latest"}, "no migrations"),
 ], ids=["nothing", "no-target", "unknown-env", "same-env", "nothing-to-resume"])
 def test_invalid_requests_fail_with_a_clear_message(make_setup, extra_vars, message):

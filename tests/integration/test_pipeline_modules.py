@@ -30,6 +30,9 @@ def migration(servers, tmp_path_factory):
     setup = MigrationSetup(servers, NetworkSpec(url=DEV, site_ids=[2, 3, 20], posts_per_site=4,
                                                 large_sites={2: 3_000_000}),
                            NetworkSpec(url=UAT, site_ids=[2, 3, 20], posts_per_site=2, seed=2))
+    # Sizes come from InnoDB's statistics: make them current, as they are on a server that has been up a while.
+    query(setup.source.server, setup.source.database, "ANALYZE TABLE " + ", ".join(
+        "`%s`" % t for site_id in (1, 2, 3, 20) for t in setup.source.site_tables(site_id)))
     directory = tmp_path_factory.mktemp("inventory")
     environments = {
         "dev": {"url": DEV, "db": setup.source.server.connection(setup.source.database)},
@@ -72,7 +75,7 @@ def test_migrate_site_playbook_keeps_the_password_off_argv_and_output(migration,
     assert migration.password not in done.stdout
     assert watcher.leaks == []
     # The watcher did see the processes that matter: the dump, the client, the module's Python.
-    assert watcher.seen.get("mariadb-dump") and watcher.seen.get("mariadb") and watcher.scans > 100
+    assert watcher.seen.get("mariadb-dump") and watcher.seen.get("mariadb") and watcher.scans > 20
     assert query(migration.target_server, migration.target_database,
                  "SELECT option_value FROM wp_2_options WHERE option_name IN ('siteurl', 'home')") == ((url,), (url,))
     assert migration.migration_tables() == []
@@ -150,7 +153,7 @@ def test_sites_info_lists_sites_with_their_own_tables(migration, tmp_path):
 def test_cleanup_module_dry_run_sweep_idempotence_and_refusal(migration, tmp_path):
     for name in ("m5__wp_5_posts", "m6__wp_6_posts", "notes"):
         query(migration.migration_server, migration.migration_database, "CREATE TABLE `%s` (id INT)" % name)
-    for name in ("wfu_stage__wp_5_posts", "wfu_old__wp_6_posts"):
+    for name in ("wfu_stage__wp_5_posts", "wfu_old__wp_6_posts", "wp_6_posts"):
         query(migration.target_server, migration.target_database, "CREATE TABLE `%s` (id INT)" % name)
     out = tmp_path / "cleanup.json"
     playbook = write_playbook(tmp_path, "cleanup.yml", """

@@ -8,7 +8,7 @@ url, not from the pipeline's own mapping code.
 
 import contextlib
 import errno
-import os
+import signal
 import threading
 import time
 from urllib.parse import urlsplit
@@ -16,8 +16,7 @@ from urllib.parse import urlsplit
 import pymysql
 import pytest
 from helpers import (OUTSIDE_HOSTS, MigrationSetup, addresses, client_children, connect, count_occurrences, fingerprint,
-                     host_leftovers, php_unserializes, query, row_counts,
-                     serialized_values, table_names, without)
+                     host_leftovers, php_unserializes, query, row_counts, serialized_values, table_names, without)
 
 from ansible_collections.wfu.multisite.plugins.module_utils import cleanup, copy_engine, pipeline
 from ansible_collections.wfu.multisite.plugins.module_utils import tables as tbl
@@ -29,6 +28,8 @@ from tools.wpnetwork import NetworkSpec
 
 DEV = "https://dev.example.edu"
 UAT = "https://uat.example.edu"
+SITE_TABLES = sorted(("commentmeta", "comments", "links", "options", "postmeta", "posts", "term_relationships",
+                      "term_taxonomy", "termmeta", "terms"))
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,7 @@ def assert_serialized_values_survive(setup, site_id, target_tables):
 
 
 def assert_site_migrated(setup, site_id, result, target_before, new_to_target):
+    """What a migrated site must look like in the target, and that nothing else there changed."""
     source = setup.source
     source_tables = source.site_tables(site_id)
     expected = setup.expected_target_tables(site_id)
@@ -140,8 +142,8 @@ def test_migrating_a_site_again_gives_the_same_tables(subdir):
 
 def test_check_mode_returns_the_plan_and_changes_nothing(subdir):
     setup = subdir
-    target_before, migration_before = setup.target_fingerprint(), fingerprint(setup.migration_server,
-                                                                             setup.migration_database)
+    target_before = setup.target_fingerprint()
+    migration_before = fingerprint(setup.migration_server, setup.migration_database)
     result = setup.site(5, check_mode=True).run()
     plan = result["plan"]
     assert result["changed"] is False
@@ -215,9 +217,7 @@ def test_site_owns_exactly_its_numbered_tables(crowded, monkeypatch, site_id):
     monkeypatch.setattr(pipeline, "copy_tables", recording_copy)
     before = setup.target_fingerprint()
     result = setup.site(site_id).run()
-    own = ["wp_%d_%s" % (site_id, name) for name in sorted(("commentmeta", "comments", "links", "options", "postmeta",
-                                                             "posts", "term_relationships", "term_taxonomy",
-                                                             "termmeta", "terms"))]
+    own = ["wp_%d_%s" % (site_id, name) for name in SITE_TABLES]
     assert copied[0] == own and sorted(copied[1]) == sorted(tbl.work_table(site_id, t) for t in own)
     assert result["tables"] == own
     after = setup.target_fingerprint()
@@ -245,8 +245,8 @@ def fail_after(function, error, on_call=1):
 def _stage_then(change):
     real_stage = SiteMigration._stage
 
-    def stage(self, work_to_stage):
-        result = real_stage(self, work_to_stage)
+    def stage(self, mig_conn, work_to_stage):
+        result = real_stage(self, mig_conn, work_to_stage)
         with contextlib.closing(self.target.connect()) as conn, conn.cursor() as cur:
             cur.execute(change(self.target.database, sorted(work_to_stage.values())))
         return result
@@ -254,41 +254,40 @@ def _stage_then(change):
     return stage
 
 
-def inject_copy(monkeypatch, setup):
+def inject_copy(monkeypatch, _tmp_path):
     error = pymysql.err.OperationalError(2013, "Lost connection to server during query")
     monkeypatch.setattr(pipeline, "copy_tables", fail_after(pipeline.copy_tables, error, on_call=1))
 
 
-def inject_replace(monkeypatch, setup):
+def inject_replace(monkeypatch, _tmp_path):
     monkeypatch.setattr(pipeline, "replace_in_tables",
                         fail_after(pipeline.replace_in_tables, RuntimeError("injected failure after the replace")))
 
 
-def inject_stage(monkeypatch, setup):
+def inject_stage(monkeypatch, _tmp_path):
     error = OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(pipeline, "copy_tables", fail_after(pipeline.copy_tables, error, on_call=2))
 
 
-def inject_lost_row(monkeypatch, setup):
+def inject_lost_row(monkeypatch, _tmp_path):
     monkeypatch.setattr(SiteMigration, "_stage", _stage_then(
         lambda db, staged: "DELETE FROM `%s`.`%s` LIMIT 1" % (db, next(t for t in staged if t.endswith("_posts")))))
 
 
-def inject_wrong_siteurl(monkeypatch, setup):
+def inject_wrong_siteurl(monkeypatch, _tmp_path):
     monkeypatch.setattr(SiteMigration, "_stage", _stage_then(
         lambda db, staged: "UPDATE `%s`.`%s` SET option_value = 'https://elsewhere.example.org' WHERE option_name = "
                            "'siteurl'" % (db, next(t for t in staged if t.endswith("options")))))
 
 
-def inject_backup(monkeypatch, setup):
+def inject_backup(_monkeypatch, tmp_path):
     # backup_dir under a regular file: the dump to a file cannot even start.
-    blocker = os.path.join(setup.backup_root, "not-a-directory")
-    with open(blocker, "w", encoding="utf-8"):
-        pass
-    setup.options = {"backup_dir": os.path.join(blocker, "backups")}
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("", encoding="utf-8")
+    return {"backup_dir": str(blocker / "backups")}
 
 
-def inject_rename(monkeypatch, setup):
+def inject_rename(monkeypatch, _tmp_path):
     real = pipeline._rename_statement
     calls = []
 
@@ -301,18 +300,39 @@ def inject_rename(monkeypatch, setup):
     monkeypatch.setattr(pipeline, "_rename_statement", statement)
 
 
-def inject_verify_after_swap(monkeypatch, setup):
+def inject_verify_after_swap(monkeypatch, _tmp_path):
     real = SiteMigration._verify_urls
 
-    def verify(self, conn, options_table, expected_url):
-        if not options_table.startswith(tbl.STAGE_MARK):
-            raise self._error("injected: %s of the swapped-in site is wrong" % options_table, table=options_table)
-        return real(self, conn, options_table, expected_url)
+    def verify(self, conn, table, expected_url):
+        if not table.startswith(tbl.STAGE_MARK):
+            raise self._error("injected: %s of the swapped-in site is wrong" % table, table=table)
+        return real(self, conn, table, expected_url)
 
     monkeypatch.setattr(SiteMigration, "_verify_urls", verify)
 
 
-def inject_blog_row(monkeypatch, setup):
+class _ReplyLost:
+    """A real connection whose next statement reaches the server, but whose reply never comes back."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    @contextlib.contextmanager
+    def cursor(self):
+        yield self
+
+    def execute(self, sql, args=None):
+        with self.conn.cursor() as cur:
+            cur.execute(sql, args)
+        raise pymysql.err.OperationalError(2013, "Lost connection to server during query")
+
+
+def inject_lost_rename_reply(monkeypatch, _tmp_path):
+    real_swap = SiteMigration._swap
+    monkeypatch.setattr(SiteMigration, "_swap", lambda self, conn, *args: real_swap(self, _ReplyLost(conn), *args))
+
+
+def inject_blog_row(monkeypatch, _tmp_path):
     def insert_fails(*_args):
         raise pymysql.err.OperationalError(2006, "MySQL server has gone away")
 
@@ -328,20 +348,20 @@ def inject_blog_row(monkeypatch, setup):
     (inject_wrong_siteurl, 2, "verify", "site"),
     (inject_backup, 2, "backup", "systemic"),
     (inject_rename, 2, "swap", "site"),
+    (inject_lost_rename_reply, 2, "swap", "systemic"),
     (inject_verify_after_swap, 2, "swap", "site"),
     (inject_verify_after_swap, 5, "swap", "site"),
     (inject_blog_row, 5, "swap", "systemic"),
 ], ids=["copy", "replace", "stage", "stage-new-site", "verify-rows", "verify-siteurl", "backup", "swap-rename",
-        "swap-verify", "swap-verify-new-site", "swap-blog-row-new-site"])
-def test_failure_leaves_target_and_migration_db_as_they_were(subdir, monkeypatch, tmp_path, inject, site_id, phase,
-                                                            failure_class):
+        "swap-reply-lost", "swap-verify", "swap-verify-new-site", "swap-blog-row-new-site"])
+def test_failure_leaves_target_and_migration_db_as_they_were(
+        subdir, monkeypatch, tmp_path, inject, site_id, phase, failure_class):
     setup = subdir
-    setup.options, setup.backup_root = {}, str(tmp_path)
-    inject(monkeypatch, setup)
+    options = inject(monkeypatch, tmp_path)
     target_before = setup.target_fingerprint()
     migration_before = fingerprint(setup.migration_server, setup.migration_database)
     with pytest.raises(MigrationError) as raised:
-        setup.site(site_id, options=setup.options).run(timeout=120)
+        setup.site(site_id, options=options).run(timeout=120)
     error = raised.value
     assert (error.phase, error.failure_class, error.site_id) == (phase, failure_class, site_id), str(error)
     assert setup.target_fingerprint() == target_before
@@ -352,31 +372,33 @@ def test_failure_leaves_target_and_migration_db_as_they_were(subdir, monkeypatch
 
 def test_target_server_going_down_is_systemic_and_harmless(servers, monkeypatch):
     """A real outage: the target server is stopped between the search-replace and the staging."""
-    private = ServerSet(("target",), password=servers["source"].password)
+    private = ServerSet(("target",))
     private.start()
+    setup = None
     try:
         setup = MigrationSetup({"source": servers["source"], "target": private["target"],
                                 "migration": servers["migration"]},
                                NetworkSpec(url=DEV, sites=2, posts_per_site=3),
                                NetworkSpec(url=UAT, sites=2, posts_per_site=2, seed=2))
         before = setup.target_fingerprint()
+        real_replace = pipeline.replace_in_tables
 
         def replace_then_stop_target(*args, **kwargs):
             result = real_replace(*args, **kwargs)
             stop_server(private["target"])
             return result
 
-        real_replace = pipeline.replace_in_tables
         monkeypatch.setattr(pipeline, "replace_in_tables", replace_then_stop_target)
         with pytest.raises(MigrationError) as raised:
             setup.site(2).run(timeout=60)
-        assert (raised.value.phase, raised.value.failure_class, raised.value.reason) == ("stage", "systemic",
-                                                                                          "connection")
+        error = raised.value
+        assert (error.phase, error.failure_class, error.reason) == ("stage", "systemic", "connection")
         assert tbl.work_tables_of(setup.migration_tables()) == []
         start_server_again(private["target"])
         assert setup.target_fingerprint() == before
-        setup.drop()
     finally:
+        if setup is not None:
+            setup.drop()
         private.stop()
 
 
@@ -416,35 +438,48 @@ def test_timeout_while_mariadb_dump_waits_kills_the_dump(subdir, monkeypatch):
     setup = subdir
     lock = contextlib.ExitStack()
     real_tools = copy_engine.required_client_tools
-    running = []
+    seen, done = set(), threading.Event()
+
+    def look_at_children():
+        while not done.wait(0.02):
+            seen.update(p[1] for p in client_children())
 
     def lock_then_find_tools():
-        if not running:
+        if not seen:
+            seen.add("locked")
             lock.enter_context(table_locked(setup.source.server, setup.source.database, "wp_2_posts"))
-            look = threading.Timer(0.6, lambda: running.append(sorted(p[1] for p in client_children())))
-            look.start()
-            lock.callback(look.cancel)
+            watcher = threading.Thread(target=look_at_children, daemon=True)
+            watcher.start()
+            lock.callback(watcher.join)
+            lock.callback(done.set)
         return real_tools()
 
     monkeypatch.setattr(copy_engine, "required_client_tools", lock_then_find_tools)
     target_before = setup.target_fingerprint()
     with lock, pytest.raises(PipelineTimeout) as raised:
-        setup.site(2).run(timeout=1)
+        setup.site(2).run(timeout=2)
     assert raised.value.phase == "copy"
     # While the deadline ran, mariadb-dump waited for the lock and the loader for its input; now neither is left.
-    assert running == [["mariadb", "mariadb-dump"]]
+    assert seen == {"locked", "mariadb", "mariadb-dump"}
     assert client_children() == []
     assert setup.target_fingerprint() == target_before
     assert tbl.work_tables_of(setup.migration_tables()) == []
 
 
-def test_timeout_while_the_swap_waits_for_a_lock(subdir):
+def test_timeout_while_the_swap_waits_for_a_lock(subdir, monkeypatch):
     """The live table is locked in the target: the RENAME waits, the deadline ends it, nothing is swapped."""
     setup = subdir
+    real_swap = SiteMigration._swap
+
+    def swap_with_one_second_left(self, *args):
+        signal.alarm(1)  # the pipeline's own deadline, brought forward to the moment the RENAME starts waiting
+        return real_swap(self, *args)
+
+    monkeypatch.setattr(SiteMigration, "_swap", swap_with_one_second_left)
     target_before = setup.target_fingerprint()
     with table_locked(setup.target_server, setup.target_database, "wp_2_posts"):
         with pytest.raises(PipelineTimeout) as raised:
-            setup.site(2).run(timeout=3)
+            setup.site(2).run(timeout=120)
     assert raised.value.phase == "swap"
     time.sleep(0.5)
     assert setup.target_fingerprint() == target_before
@@ -459,7 +494,7 @@ def test_timeout_while_the_swap_waits_for_a_lock(subdir):
 
 MIGRATION_TABLES = ["m2__wp_2_posts", "m2__wp_2_options", "m20__wp_20_posts", "mnet__wp_blogs", "m2_wp_2_posts",
                     "wp_2_posts", "notes"]
-TARGET_TABLES = ["wp_2_posts", "wp_20_posts", "wfu_stage__wp_2_posts", "wfu_old__wp_2_options",
+TARGET_TABLES = ["wp_2_posts", "wp_2_options", "wp_blogs", "wp_20_posts", "wfu_stage__wp_2_posts", "wfu_old__wp_2_options",
                  "wfu_stage__wp_20_posts", "wfu_old__wp_blogs", "wfu_stage_wp_2_posts", "wfu_stage__other_posts"]
 
 
@@ -472,6 +507,19 @@ def leftovers(servers, fresh_db):
     return servers["migration"].connection(migration), servers["target"].connection(target)
 
 
+def test_cleanup_puts_back_a_replaced_table_whose_live_table_is_missing(servers, fresh_db):
+    """After an undo that could not finish, wfu_old__X may be the only copy of X: it is restored, not dropped."""
+    migration, target = fresh_db("migration"), fresh_db("target")
+    query(servers["target"], target, "CREATE TABLE `wfu_old__wp_7_posts` (id INT PRIMARY KEY)")
+    query(servers["target"], target, "INSERT INTO `wfu_old__wp_7_posts` VALUES (1), (2)")
+    query(servers["target"], target, "CREATE TABLE `wfu_stage__wp_7_posts` (id INT PRIMARY KEY)")
+    result = cleanup.sweep(servers["migration"].connection(migration), site_id=7,
+                           target=servers["target"].connection(target))
+    assert (result["target"], result["restored"]) == (["wfu_stage__wp_7_posts"], ["wfu_old__wp_7_posts"])
+    assert table_names(servers["target"], target) == ["wp_7_posts"]
+    assert query(servers["target"], target, "SELECT COUNT(*) FROM wp_7_posts")[0][0] == 2
+
+
 def test_cleanup_sweeps_one_site_then_everything_and_only_marked_tables(servers, leftovers):
     migration_db, target_db = leftovers
     mig, tgt = servers["migration"], servers["target"]
@@ -479,23 +527,24 @@ def test_cleanup_sweeps_one_site_then_everything_and_only_marked_tables(servers,
 
     dry = cleanup.sweep(migration_db, site_id=2, target=target_db, check_mode=True)
     assert dry == {"migration_db": ["m2__wp_2_options", "m2__wp_2_posts"],
-                   "target": ["wfu_old__wp_2_options", "wfu_stage__wp_2_posts"], "changed": True}
+                   "target": ["wfu_old__wp_2_options", "wfu_stage__wp_2_posts"], "restored": [], "changed": True}
     assert (fingerprint(mig, migration_db["database"]), fingerprint(tgt, target_db["database"])) == fingerprints
 
     assert cleanup.sweep(migration_db, site_id="2", target=target_db) == dry
     assert cleanup.sweep(migration_db, site_id=2, target=target_db) == {"migration_db": [], "target": [],
-                                                                        "changed": False}
+                                                                        "restored": [], "changed": False}
     assert "m20__wp_20_posts" in table_names(mig, migration_db["database"])
     assert "wfu_stage__wp_20_posts" in table_names(tgt, target_db["database"])
 
     kept = cleanup.sweep(migration_db, target=target_db, keep_backup_tables=True)
     assert kept["target"] == ["wfu_stage__other_posts", "wfu_stage__wp_20_posts"]
     everything = cleanup.sweep(migration_db, target=target_db)
-    assert everything == {"migration_db": [], "target": ["wfu_old__wp_blogs"], "changed": True}
+    assert everything == {"migration_db": [], "target": ["wfu_old__wp_blogs"], "restored": [], "changed": True}
     assert kept["migration_db"] == ["m20__wp_20_posts", "mnet__wp_blogs"]
     assert cleanup.sweep(migration_db, target=target_db)["changed"] is False
     assert table_names(mig, migration_db["database"]) == sorted(["m2_wp_2_posts", "wp_2_posts", "notes"])
-    assert table_names(tgt, target_db["database"]) == sorted(["wp_2_posts", "wp_20_posts", "wfu_stage_wp_2_posts"])
+    assert table_names(tgt, target_db["database"]) == sorted(["wp_2_posts", "wp_2_options", "wp_blogs", "wp_20_posts",
+                                                              "wfu_stage_wp_2_posts"])
 
 
 def test_cleanup_refuses_a_migration_db_that_is_an_environment(servers, leftovers):
