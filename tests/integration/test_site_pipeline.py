@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 import pymysql
 import pytest
 from helpers import (OUTSIDE_HOSTS, MigrationSetup, addresses, client_children, connect, count_occurrences, fingerprint,
-                     host_leftovers, php_unserializes, query, row_counts, serialized_values, table_names, without)
+                     create_database, drop_database, host_leftovers, php_unserializes, query, row_counts,
+                     serialized_values, table_names, without)
 
 from ansible_collections.wfu.multisite.plugins.module_utils import cleanup, copy_engine, pipeline
 from ansible_collections.wfu.multisite.plugins.module_utils import tables as tbl
@@ -560,3 +561,28 @@ def test_pipeline_refuses_a_migration_db_that_is_an_environment(subdir):
     with pytest.raises(ConfigError, match="migration database"):
         SiteMigration(2, pipeline.Endpoint(subdir.source_env()), pipeline.Endpoint(subdir.target_env()),
                       subdir.target_server.connection(subdir.target_database)).run()
+
+
+# -- migration database on the target's server ------------------------------------------------------------------------
+
+@pytest.fixture
+def beside_target(servers):
+    """The migration database lives on the target's server: staging is a cross-database RENAME, not a copy."""
+    setup = MigrationSetup(servers, NetworkSpec(url=DEV, sites=3, posts_per_site=5),
+                           NetworkSpec(url=UAT, sites=2, posts_per_site=3, seed=2))
+    drop_database(setup.migration_server, setup.migration_database)
+    setup.migration_server = servers["target"]
+    setup.migration_database = create_database(servers["target"], prefix="mig")
+    yield setup
+    drop_database(setup.migration_server, setup.migration_database)
+    setup.drop()
+
+
+@pytest.mark.parametrize("site_id, new_to_target", [(2, False), (3, True)])
+def test_migration_db_on_the_target_server_stages_by_rename(beside_target, site_id, new_to_target):
+    setup = beside_target
+    before = setup.target_fingerprint()
+    result = setup.site(site_id).run(timeout=120)
+    assert_site_migrated(setup, site_id, result, before, new_to_target=new_to_target)
+    assert tbl.work_tables_of(setup.migration_tables()) == []
+    assert tbl.target_leftovers(setup.target_tables(), "wp_") == []
