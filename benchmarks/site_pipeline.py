@@ -9,7 +9,7 @@ Starts its own three servers, generates a network whose site 2 holds about
     with the peak RSS (VmHWM) of every process under ansible-playbook, polled from /proc;
 (c) SiteMigration called directly (in a fresh Python process, so its peak RSS is its own);
 (d) the playbook again for the large site with the migration database on the target's server, where the
-    staging hop is an ``INSERT … SELECT`` that never leaves the server.
+    staging hop is a cross-database ``RENAME TABLE`` (no copy at all).
 
 Goal: (b) ≤ 2 × (a) for the large site, and memory flat in site size.
 Run: ``.venv/bin/python -m benchmarks.site_pipeline [--mb 150]`` (not a test; a few minutes at 150 MB).
