@@ -209,6 +209,32 @@ class _TablePipeline:
                         self.target.database, rename=work_to_stage, work_dir=self.options.get("work_dir"))
         return {work_to_stage[work]: rows for work, rows in counts.items()}
 
+    def _clean(self, mig_conn, tgt_conn, owner):
+        """Drop what an earlier attempt for this site (or the network) left in the migration DB and the target."""
+        leftovers = tbl.work_tables_of(tbl.list_tables(mig_conn, self.migration_database), owner)
+        tbl.drop_tables(mig_conn, self.migration_database, leftovers)
+        tbl.clear_target_leftovers(tgt_conn, self.target.database, self.target.prefix, owner)
+
+    def _stage_and_count(self, mig_conn, tgt_conn, work):
+        """Stage the transformed tables in the target and check their row counts; return the name mappings."""
+        live_of = {w: tbl.retarget_table(t, self.source.prefix, self.target.prefix) for t, w in work.items()}
+        stage_of = {w: tbl.stage_table(live) for w, live in live_of.items()}
+        with self.timer.phase("stage"):
+            expected = self._stage(mig_conn, stage_of)
+        with self.timer.phase("verify"):
+            self._verify_counts(tgt_conn, expected)
+        return live_of, stage_of
+
+    def _drop_leftovers_of_success(self, mig_conn, tgt_conn, existing, work):
+        """After a verified swap: drop the previous tables (unless kept) and the work copies; return what was kept."""
+        kept = sorted(tbl.old_table(t) for t in existing)
+        if not self.options.get("keep_backup_tables"):
+            tbl.drop_tables(tgt_conn, self.target.database, kept)
+            kept = []
+        tbl.drop_tables(mig_conn, self.migration_database, list(work.values()))
+        self.created_work = []
+        return kept
+
     def _verify_counts(self, conn, expected):
         actual = tbl.exact_row_counts(conn, self.target.database, list(expected))
         for table, rows in expected.items():
@@ -338,9 +364,7 @@ class SiteMigration(_TablePipeline):
                 row, tables, rules, domain, path = self._context(src_conn)
                 expected_url = site_url(self.target.addressing, domain, path)
             with self.timer.phase("clean"):
-                leftovers = tbl.work_tables_of(tbl.list_tables(mig_conn, self.migration_database), self.site_id)
-                tbl.drop_tables(mig_conn, self.migration_database, leftovers)
-                tbl.clear_target_leftovers(tgt_conn, self.target.database, self.target.prefix, self.site_id)
+                self._clean(mig_conn, tgt_conn, self.site_id)
             work = {t: tbl.work_table(self.site_id, t) for t in tables}
             with self.timer.phase("copy"):
                 copied = self._copy_to_work(tables, work)
@@ -348,12 +372,8 @@ class SiteMigration(_TablePipeline):
                 replaced = replace_in_tables(self.migration_db, self.migration_database, list(work.values()), rules,
                                              skip_columns=work_skip_columns(opts.get("skip_columns"), work))
                 self._retarget_prefixed_keys(mig_conn, work)
-            live_of = {work[t]: tbl.retarget_table(t, self.source.prefix, self.target.prefix) for t in tables}
-            stage_of = {w: tbl.stage_table(live) for w, live in live_of.items()}
-            with self.timer.phase("stage"):
-                expected = self._stage(mig_conn, stage_of)
+            live_of, stage_of = self._stage_and_count(mig_conn, tgt_conn, work)
             with self.timer.phase("verify"):
-                self._verify_counts(tgt_conn, expected)
                 options_live = tbl.retarget_table(tbl.site_table_prefix(self.source.prefix, self.site_id) + "options",
                                                   self.source.prefix, self.target.prefix)
                 self._verify_urls(tgt_conn, tbl.stage_table(options_live), expected_url)
@@ -371,12 +391,7 @@ class SiteMigration(_TablePipeline):
                 registered = self._ensure_blog_row(src_conn, tgt_conn, row, domain, path)
                 self.swapped = None
             with self.timer.phase("cleanup"):
-                kept = sorted(tbl.old_table(t) for t in existing)
-                if not opts.get("keep_backup_tables"):
-                    tbl.drop_tables(tgt_conn, self.target.database, kept)
-                    kept = []
-                tbl.drop_tables(mig_conn, self.migration_database, list(work.values()))
-                self.created_work = []
+                kept = self._drop_leftovers_of_success(mig_conn, tgt_conn, existing, work)
         return {
             "changed": True,
             "site_id": self.site_id,
@@ -483,9 +498,7 @@ class NetworkMigration(_TablePipeline):
                 network = Network.from_rows(blogs)
                 rules = derive_rules(self.source.addressing, self.target.addressing, network)
             with self.timer.phase("clean"):
-                leftovers = tbl.work_tables_of(tbl.list_tables(mig_conn, self.migration_database), "network")
-                tbl.drop_tables(mig_conn, self.migration_database, leftovers)
-                tbl.clear_target_leftovers(tgt_conn, self.target.database, self.target.prefix, "network")
+                self._clean(mig_conn, tgt_conn, "network")
             work = {t: tbl.network_work_table(t) for t in tables}
             with self.timer.phase("copy"):
                 copied = self._copy_to_work(tables, work)
@@ -494,12 +507,7 @@ class NetworkMigration(_TablePipeline):
                 self._retarget_user_options(mig_conn, work)
                 replaced = replace_in_tables(self.migration_db, self.migration_database, list(work.values()), rules,
                                              skip_columns=self._skip_columns(work))
-            live_of = {work[t]: tbl.retarget_table(t, self.source.prefix, self.target.prefix) for t in tables}
-            stage_of = {w: tbl.stage_table(live) for w, live in live_of.items()}
-            with self.timer.phase("stage"):
-                expected = self._stage(mig_conn, stage_of)
-            with self.timer.phase("verify"):
-                self._verify_counts(tgt_conn, expected)
+            live_of, stage_of = self._stage_and_count(mig_conn, tgt_conn, work)
             existing = set(tbl.list_tables(tgt_conn, self.target.database)) & set(live_of.values())
             with self.timer.phase("backup"):
                 backup_path = self._backup_file(existing, "network")
@@ -507,12 +515,7 @@ class NetworkMigration(_TablePipeline):
                 self._swap(tgt_conn, {live: stage_of[w] for w, live in live_of.items()}, existing)
                 self.swapped = None
             with self.timer.phase("cleanup"):
-                kept = sorted(tbl.old_table(t) for t in existing)
-                if not self.options.get("keep_backup_tables"):
-                    tbl.drop_tables(tgt_conn, self.target.database, kept)
-                    kept = []
-                tbl.drop_tables(mig_conn, self.migration_database, list(work.values()))
-                self.created_work = []
+                kept = self._drop_leftovers_of_success(mig_conn, tgt_conn, existing, work)
         return {"changed": True, "tables": sorted(live_of.values()), "rows": copied.get("rows", 0),
                 "bytes": copied.get("bytes", 0), "rows_changed": replaced.get("rows_changed", 0),
                 "replacements": replaced.get("tables", {}), "sites": len(blogs),
