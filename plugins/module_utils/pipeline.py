@@ -425,18 +425,25 @@ class SiteMigration(_TablePipeline):
                         (new_prefix, len(site_prefix) + 1, site_prefix + "user_roles"))
 
     def _verify_urls(self, conn, options_table, expected_url):
+        """``siteurl`` and ``home`` must point at the site's address in the target.
+
+        Either scheme is accepted (networks mix http and https in their data), and a path below the address
+        is too (``siteurl`` of WordPress installed in ``/wp``); a host or base path of the source is not.
+        """
         if self.options.get("verify_urls", True) is False:
             return
         with conn.cursor() as cur:
             cur.execute("SELECT option_name, option_value FROM %s.%s WHERE option_name IN ('siteurl', 'home')"
                         % (quote_identifier(self.target.database), quote_identifier(options_table)))
             found = dict(cur.fetchall())
-        want = expected_url.rstrip("/")
+        address = expected_url.split("://", 1)[-1].rstrip("/")
         for name in ("siteurl", "home"):
-            value = (found.get(name) or "").rstrip("/")
-            if value != want:
+            value = found.get(name) or ""
+            scheme, _sep, rest = value.partition("://")
+            rest = rest.rstrip("/")
+            if scheme not in ("http", "https") or not (rest == address or rest.startswith(address + "/")):
                 raise self._error("site %d: %s in %s is %r after search-replace, expected %r"
-                                  % (self.site_id, name, options_table, found.get(name), expected_url),
+                                  % (self.site_id, name, options_table, value, expected_url),
                                   table=options_table,
                                   hint="check url/subsite_domain of %s and %s in wfu_environments, or set "
                                        "verify_urls: false for a site whose %s is deliberately different"

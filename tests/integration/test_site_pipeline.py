@@ -586,3 +586,25 @@ def test_migration_db_on_the_target_server_stages_by_rename(beside_target, site_
     assert_site_migrated(setup, site_id, result, before, new_to_target=new_to_target)
     assert tbl.work_tables_of(setup.migration_tables()) == []
     assert tbl.target_leftovers(setup.target_tables(), "wp_") == []
+
+
+def test_verification_accepts_the_other_scheme_and_a_wordpress_directory(subdir):
+    """siteurl http://… or …/wp (WordPress in a directory) is the site's address; a source host is not."""
+    setup = subdir
+    source = setup.source
+    options = source.site_tables(3)
+    options = next(t for t in options if t.endswith("_options"))
+    original = dict(query(source.server, source.database,
+                          "SELECT option_name, option_value FROM `%s` WHERE option_name IN ('siteurl', 'home')" % options))
+    try:
+        query(source.server, source.database, "UPDATE `%s` SET option_value = REPLACE(option_value, 'https://', 'http://') "
+              "WHERE option_name = 'home'" % options)
+        query(source.server, source.database, "UPDATE `%s` SET option_value = CONCAT(option_value, '/wp') "
+              "WHERE option_name = 'siteurl'" % options)
+        result = setup.site(3).run(timeout=120)
+        values = site_options(setup, 3, ["siteurl", "home"])
+        assert values == {"siteurl": result["url"] + "/wp", "home": result["url"].replace("https://", "http://")}
+    finally:
+        for name, value in original.items():
+            query(source.server, source.database, "UPDATE `%s` SET option_value = %%s WHERE option_name = %%s" % options,
+                  (value, name))
