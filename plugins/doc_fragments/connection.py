@@ -314,3 +314,36 @@ options:
     required: true
     suboptions: *environment
 """
+
+    PIPELINE = r"""
+options:
+  backup:
+    description:
+      - Keep a backup of the target's current tables. They are always moved aside during the swap and dropped only
+        once the new ones are verified; with O(backup_dir) they are also dumped to a gzip file before the swap.
+    type: bool
+    default: true
+  backup_dir:
+    description: Directory for backup dumps of the target's tables (on the host running the module).
+    type: path
+  keep_backup_tables:
+    description: Keep the replaced tables in the target as C(wfu_old__*) instead of dropping them once verified.
+    type: bool
+    default: false
+  skip_columns:
+    description:
+      - Columns the search-replace leaves alone, as C(column) or C(table.column) (source table names).
+        C(guid) is rewritten unless listed.
+    type: list
+    elements: str
+    default: []
+  work_dir:
+    description: Directory for temporary files (client option files); default the system temp directory.
+    type: path
+  timeout:
+    description:
+      - Seconds after which the call gives up, cleans up and fails with C(timed_out=true); 0 means no limit.
+      - Set it below the task's C(timeout) keyword so the module cleans up itself before Ansible kills it.
+    type: int
+    default: 0
+"""

@@ -25,29 +25,6 @@ options:
     description: Also migrate C(wp_users) and C(wp_usermeta) (they are left alone by default).
     type: bool
     default: false
-  backup:
-    description: Keep a backup of the target's network tables; with O(backup_dir) they are also dumped to a file.
-    type: bool
-    default: true
-  backup_dir:
-    description: Directory for backup dumps of the target's tables.
-    type: path
-  keep_backup_tables:
-    description: Keep the replaced tables in the target as C(wfu_old__*) instead of dropping them.
-    type: bool
-    default: false
-  skip_columns:
-    description: Columns the search-replace leaves alone, as C(column) or C(table.column).
-    type: list
-    elements: str
-    default: []
-  work_dir:
-    description: Directory for temporary files.
-    type: path
-  timeout:
-    description: Seconds after which the call gives up and cleans up; 0 means no limit.
-    type: int
-    default: 0
 attributes:
   check_mode:
     support: full
@@ -64,6 +41,7 @@ extends_documentation_fragment:
   - wfu.multisite.connection
   - wfu.multisite.connection.environments
   - wfu.multisite.connection.migration_db
+  - wfu.multisite.connection.pipeline
 """
 
 EXAMPLES = r"""

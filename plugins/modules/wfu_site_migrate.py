@@ -28,39 +28,11 @@ options:
     description: The blog id of the site to migrate.
     type: int
     required: true
-  backup:
-    description:
-      - Keep a backup of the target's current tables. They are always moved aside during the swap; with
-        O(backup_dir) they are also dumped to a gzip file there before the swap.
-    type: bool
-    default: true
-  backup_dir:
-    description: Directory for backup dumps of the target's tables (on the host running the module).
-    type: path
-  keep_backup_tables:
-    description: Keep the replaced tables in the target as C(wfu_old__*) instead of dropping them once verified.
-    type: bool
-    default: false
-  skip_columns:
-    description:
-      - Columns the search-replace leaves alone, as C(column) or C(table.column). C(guid) is rewritten unless listed.
-    type: list
-    elements: str
-    default: []
   verify_urls:
     description:
       - Check that C(siteurl) and C(home) of the staged site are the site's address in the target before the swap.
     type: bool
     default: true
-  work_dir:
-    description: Directory for temporary files (client option files); default the system temp directory.
-    type: path
-  timeout:
-    description:
-      - Seconds after which the call gives up, cleans up and fails with RV(timed_out=true); 0 means no limit.
-      - Set it below the task's C(timeout) keyword so the module cleans up itself before Ansible kills it.
-    type: int
-    default: 0
 attributes:
   check_mode:
     support: full
@@ -77,6 +49,7 @@ extends_documentation_fragment:
   - wfu.multisite.connection
   - wfu.multisite.connection.environments
   - wfu.multisite.connection.migration_db
+  - wfu.multisite.connection.pipeline
 """
 
 EXAMPLES = r"""
