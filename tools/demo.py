@@ -54,8 +54,10 @@ def write_inventory(demo_dir, servers):
 
 def sample(server, database, site_prefix):
     with server.connect(database) as conn, conn.cursor() as cur:
-        cur.execute("SELECT option_name, LEFT(option_value, 110) FROM `%soptions` WHERE option_name IN "
-                    "('siteurl', 'home', 'widget_text') ORDER BY option_name" % site_prefix)
+        # For the widget, the part of the serialized value around its first link.
+        cur.execute("SELECT option_name, IF(option_name = 'widget_text', SUBSTRING(option_value, "
+                    "GREATEST(LOCATE('://', option_value) - 40, 1), 110), option_value) FROM `%soptions` "
+                    "WHERE option_name IN ('siteurl', 'home', 'widget_text') ORDER BY option_name" % site_prefix)
         return cur.fetchall()
 
 
@@ -69,7 +71,7 @@ def playbook(inventory, *args):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".venv", "collections"),
                ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_FORCE_COLOR="0")
     cmd = [os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i", inventory] + list(args)
-    print("\n$ " + " ".join(cmd[1:]), flush=True)
+    print("\n$ ansible-playbook " + " ".join(cmd[1:]), flush=True)
     return subprocess.run(cmd, env=env, check=False).returncode
 
 
