@@ -10,6 +10,9 @@ class ModuleDocFragment:
 
     DOCUMENTATION = r"""
 options: {}
+attributes:
+  idempotent:
+    description: Whether a second run with the same arguments changes nothing.
 notes:
   - Passwords are never placed on a command line; the MariaDB command-line tools receive them through a
     temporary 0600 option file that is removed when the call ends.

@@ -41,7 +41,6 @@ attributes:
   platform:
     platforms: posix
   idempotent:
-    description: Whether a second run with the same arguments changes nothing.
     support: none
     details: Every run copies the site again; the result is the same, but the call reports a change.
 extends_documentation_fragment:

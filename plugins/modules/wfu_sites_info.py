@@ -55,7 +55,6 @@ attributes:
   platform:
     platforms: posix
   idempotent:
-    description: Whether a second run with the same arguments changes nothing.
     support: full
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
