@@ -31,8 +31,10 @@ import fcntl
 import json
 import os
 import re
-import socket
 import tempfile
+
+from ansible_collections.wfu.multisite.plugins.module_utils.processes import (
+    find_playbook_pid, identity_is_alive, process_identity, process_stat, same_process)
 
 SCHEMA_VERSION = 1
 DEFAULT_STATE_DIR = "~/.wfuwp/migrations"
@@ -49,9 +51,6 @@ DONE_STATUSES = ("completed", "failed", "timeout", "skipped")
 
 RESUME_COMMAND = "ansible-playbook wfu.multisite.env_migrate -e resume=%s"
 UNLOCK_COMMAND = "ansible-playbook wfu.multisite.migration_cleanup -e force_unlock=%s"
-
-# Process names whose lifetime is the playbook run; the lock belongs to the outermost of them.
-ANSIBLE_CLI_NAMES = ("ansible-playbook", "ansible", "ansible-console")
 
 ENV_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MIGRATION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
@@ -286,67 +285,7 @@ def append_line(path, text):
         handle.write(text)
 
 
-# --- processes --------------------------------------------------------------------------------
-
-def process_stat(pid):
-    """(state letter, parent pid, start time in clock ticks since boot) of a process, or None."""
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as handle:
-            raw = handle.read().decode("utf-8", "replace")
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses; the fields after its last ')' are fixed.
-    fields = raw[raw.rindex(")") + 2:].split()
-    return fields[0], int(fields[1]), int(fields[19])
-
-
-def process_argv(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as handle:
-            raw = handle.read()
-    except OSError:
-        return []
-    return [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
-
-
-def boot_id():
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
-            return handle.read().strip()
-    except OSError:
-        return None
-
-
-def is_ansible_cli(argv):
-    return any(os.path.basename(arg) in ANSIBLE_CLI_NAMES for arg in argv[:2])
-
-
-def find_playbook_pid(start_pid=None):
-    """The pid of the ansible-playbook (or ansible) process this code runs under, or None.
-
-    Modules and action plugins live for one task; the lock must outlive them, so it belongs to the
-    playbook process.  Its forked workers carry the same command line, hence the outermost of the
-    consecutive ansible processes above us.
-    """
-    pid = start_pid or os.getpid()
-    found = None
-    while pid > 1:
-        if is_ansible_cli(process_argv(pid)):
-            found = pid
-        elif found is not None:
-            break
-        stat = process_stat(pid)
-        if stat is None:
-            break
-        pid = stat[1]
-    return found
-
-
-def process_identity(pid):
-    """What a lock records about its holder so that a reused pid is not mistaken for it."""
-    stat = process_stat(pid) if pid else None
-    return {"pid": pid, "host": socket.gethostname(), "start_time": stat[2] if stat else None, "boot_id": boot_id()}
-
+# --- lock holders -----------------------------------------------------------------------------
 
 def holder_liveness(lock, me):
     """How the holder recorded in ``lock`` relates to this process ``me``.
@@ -354,26 +293,9 @@ def holder_liveness(lock, me):
     'self' (this playbook run), 'alive', 'dead' (gone, pid reused, or rebooted since) or
     'unknown' (another host, or no pid recorded: nothing here can tell).
     """
-    if lock.get("host") != me["host"] or not isinstance(lock.get("pid"), int):
-        return "unknown"
-    if lock.get("boot_id") and me["boot_id"] and lock["boot_id"] != me["boot_id"]:
-        return "dead"
-    pid = lock["pid"]
-    if pid == me["pid"] and lock.get("start_time") == me["start_time"]:
+    if same_process(lock, me):
         return "self"
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return "dead"
-    except PermissionError:
-        pass  # it exists, owned by someone else
-    stat = process_stat(pid)
-    if stat is not None:
-        if stat[0] in ("Z", "X"):
-            return "dead"
-        if lock.get("start_time") is not None and stat[2] != lock["start_time"]:
-            return "dead"
-    return "alive"
+    return identity_is_alive(lock)
 
 
 def describe_holder(lock):
