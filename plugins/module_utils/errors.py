@@ -138,11 +138,16 @@ _REASON_BY_TEXT = (
     (re.compile(r"too many connections|out of memory", re.IGNORECASE), RESOURCES),
 )
 
+# ``password=…``, ``db_password: "…"``, ``aws_secret: …``; "using password: YES)" in MariaDB's access-denied
+# message holds no secret and helps, so it stays.
 _PASSWORD_SETTING = re.compile(
-    r"""(\b(?:password|passwd|pwd)["']?\s*[=:]\s*)(?!YES\)|NO\))("[^"]*"|'[^']*'|[^\s,;}\]]+)""", re.IGNORECASE)
+    r"""(["']?\w*(?:password|passwd|pwd|secret)\w*["']?\s*[=:]\s*)(?!YES\)|NO\))("[^"]*"|'[^']*'|[^\s,;&})\]]+)""",
+    re.IGNORECASE)
 _PASSWORD_CLAUSE = re.compile(
     r"""(\bIDENTIFIED\s+(?:VIA|WITH)\s+\w+\s+(?:BY|USING|AS)\s+|\bIDENTIFIED\s+BY\s+(?:PASSWORD\s+)?|"""
     r"""\bPASSWORD\s*\(\s*)('(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*")""", re.IGNORECASE)
+# ``scheme://user:password@host``
+_URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]+:)([^\s@/]+)(?=@)", re.IGNORECASE)
 REDACTED = "********"
 
 
@@ -282,13 +287,17 @@ def classify_error(exc):
 
 
 def redact(text, secrets=()):
-    """``text`` without passwords: ``password=…`` settings, ``IDENTIFIED BY '…'`` clauses and the given secrets."""
+    """``text`` without passwords: ``password=…`` settings, ``IDENTIFIED BY '…'`` clauses, credentials in URLs
+    and the given secrets.  None stays None."""
+    if text is None:
+        return None
     text = str(text)
     for secret in secrets:
         if secret:
             text = text.replace(str(secret), REDACTED)
     text = _PASSWORD_SETTING.sub(lambda m: m.group(1) + REDACTED, text)
-    return _PASSWORD_CLAUSE.sub(lambda m: m.group(1) + "'" + REDACTED + "'", text)
+    text = _PASSWORD_CLAUSE.sub(lambda m: m.group(1) + "'" + REDACTED + "'", text)
+    return _URL_CREDENTIALS.sub(lambda m: m.group(1) + REDACTED, text)
 
 
 def failure_result(exc, phase=None, site_id=None, table=None, hint=None, secrets=()):
