@@ -1,0 +1,169 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to wfu.multisite
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The run-policy actions of ``wfu_migration_state``: validate, plan, decide, conclude.
+
+They are how the env_migrate role asks the run policy (``run_policy``) and the option checks
+(``run_options``) instead of deciding in Jinja.  Each takes the state store and the task's parameters and
+returns the task result; the store is only read here, except by ``conclude``, which finishes the migration.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ansible_collections.wfu.multisite.plugins.module_utils import run_policy
+from ansible_collections.wfu.multisite.plugins.module_utils.db import ConfigError, resolve
+from ansible_collections.wfu.multisite.plugins.module_utils.run_options import (
+    RUN_FILTERS, check_run, effective_options, normalize_options)
+
+# Options of wfu_migration_state that only these actions read.
+ARGUMENT_SPEC = dict(
+    environments=dict(type="dict", no_log=True),
+    migration_db=dict(type="dict", no_log=True),
+    filters=dict(type="dict"),
+    check_paths=dict(type="bool", default=True),
+    purpose=dict(type="str", choices=["run", "cleanup"], default="run"),
+    migration=dict(type="dict"),
+    health=dict(type="dict"),
+    trigger=dict(type="str", choices=["systemic", "timeout", "consecutive", "periodic", "start"]),
+    last_error=dict(type="str"),
+    answer=dict(type="str"),
+    interactive=dict(type="bool"),
+    stop_status=dict(type="str", choices=["aborted", "paused", "failed"]),
+    awx_job_id=dict(type="str"),
+)
+
+REQUIRED_IF = [
+    ("action", "plan", ("migration_id",)),
+    ("action", "decide", ("migration_id", "health", "trigger")),
+    ("action", "conclude", ("migration_id",)),
+]
+
+
+def validate(store, params, check_mode=False):
+    """Check the run's settings and options; on resume, find the migration and check it can go on.
+
+    Nothing is locked, created or written: a bad setting leaves nothing behind.
+    """
+    del check_mode
+    given = dict(params.get("options") or {})
+    if not params.get("check_paths", True):
+        for name in ("backup_dir", "work_dir"):
+            given.pop(name, None)
+    resume = params.get("migration_id")
+    source_env, target_env = params.get("source_env"), params.get("target_env")
+    migration = None
+    if params.get("purpose") == "cleanup":
+        check_run(params.get("environments"), params.get("migration_db"), None, target_env, {})
+        return {"changed": False, "target_env": target_env,
+                "migration_lock": migration_db_lock_name(params["migration_db"])}
+    if resume:
+        migration = store.status(resume, source_env=source_env, target_env=target_env)["migration"]
+        if resume == "latest" and migration.get("status") == "completed":
+            raise ConfigError("nothing to resume: the newest migration%s, %s, is completed; list them with "
+                              "ansible-playbook wfu.multisite.migration_list"
+                              % (_pair_text(source_env, target_env), migration["id"]))
+        source_env, target_env = migration["source_env"], migration["target_env"]
+    elif not (source_env and target_env):
+        raise ConfigError("give source_env and target_env for a new migration (-e source_env=dev -e target_env=uat), "
+                          "or resume=<migration id> / resume=latest to continue one")
+    options = check_run(params.get("environments"), params.get("migration_db"), source_env, target_env, given)
+    filters = {name: options.pop(name) for name in RUN_FILTERS if name in options} if resume else {}
+    saved = migration["options"] if migration else {}
+    return {
+        "changed": False,
+        "new": not resume,
+        "migration_id": migration["id"] if migration else None,
+        "source_env": source_env,
+        "target_env": target_env,
+        "options": options,
+        "filters": filters,
+        "effective": effective_options(saved, options),
+        "interactive": is_interactive(params.get("awx_job_id")),
+        "migration_lock": migration_db_lock_name(params["migration_db"]),
+    }
+
+
+def migration_db_lock_name(settings):
+    """The name of the run lock of a migration database: runs that share one must not sweep each other's tables."""
+    resolved = resolve(settings)
+    where = resolved.get("unix_socket") or "%s-%s" % (resolved.get("host"), resolved.get("port"))
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", "migration-db-%s-%s" % (where, resolved.get("database") or ""))
+    return name[:64]
+
+
+def plan(store, params, check_mode=False):
+    """The queue of this run (see ``run_policy.plan_run``)."""
+    del check_mode
+    migration = params.get("migration") or store.status(params["migration_id"])["migration"]
+    options = effective_options(migration.get("options"), normalize_options(params.get("options")))
+    filters = normalize_options(params.get("filters"))
+    try:
+        result = run_policy.plan_run(migration, options, filters)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    result.update(changed=False, options=options,
+                  check_before=[site_id for index, site_id in enumerate(result["queue"])
+                                if run_policy.health_check_due(index, options)])
+    return result
+
+
+def after_site_failure(store, migration_id, mark_result, status, failure_class):
+    """The policy's decision after ``mark_result`` recorded a failed site."""
+    migration = store.status(migration_id)["migration"]
+    options = effective_options(migration.get("options"))
+    snapshot = dict(migration, counters=mark_result.get("counters", migration["counters"]),
+                    consecutive_failures=mark_result.get("consecutive_failures", migration["consecutive_failures"]))
+    return run_policy.after_failure(snapshot, options, failure_class=failure_class, status=status).as_dict()
+
+
+def decide(store, params, check_mode=False):
+    """The decision once every database was tested (see ``run_policy.after_health_check``)."""
+    del check_mode
+    migration = store.status(params["migration_id"])["migration"]
+    options = effective_options(migration.get("options"))
+    interactive = params.get("interactive")
+    if interactive is None:
+        interactive = is_interactive(params.get("awx_job_id"))
+    decision = run_policy.after_health_check(
+        params["health"], params["trigger"], options, interactive, last_error=params.get("last_error") or "",
+        answer=params.get("answer"), consecutive=migration.get("consecutive_failures") or 0)
+    return {"changed": False, "decision": decision.as_dict()}
+
+
+def conclude(store, params, check_mode=False):
+    """Finish the migration with the status the policy gives (the stop's, else from the counters)."""
+    migration = store.status(params["migration_id"])["migration"]
+    status = run_policy.final_status(migration, params.get("stop_status"))
+    before = (migration["status"], migration.get("reason") or "")
+    result = store.finish(params["migration_id"], status, reason=params.get("reason") or None, check_mode=check_mode)
+    after = result["migration"]
+    result["changed"] = (after["status"], after.get("reason") or "") != before
+    return result
+
+
+ACTIONS = {"validate": validate, "plan": plan, "decide": decide, "conclude": conclude}
+
+
+def is_interactive(awx_job_id=None):
+    """Whether a prompt can be answered: not under AWX, and the ansible-playbook process reads a terminal."""
+    if awx_job_id:
+        return False
+    from ansible_collections.wfu.multisite.plugins.module_utils.processes import find_playbook_pid
+
+    pid = find_playbook_pid()
+    if pid is None:
+        return False
+    try:
+        stdin = os.readlink("/proc/%d/fd/0" % pid)
+    except OSError:
+        return False
+    return stdin.startswith("/dev/pts/") or stdin.startswith("/dev/tty")
+
+
+def _pair_text(source_env, target_env):
+    if source_env or target_env:
+        return " (%s -> %s)" % (source_env or "any", target_env or "any")
+    return ""
