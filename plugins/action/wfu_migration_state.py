@@ -5,7 +5,7 @@
 
 A migration of 555 sites updates its state a thousand times or more; a module process costs about a
 quarter of a second each time, a call in-process a few milliseconds.  The work is the module's
-(the same ``module_utils.state`` code), so when the task does not run on the controller as the same
+(the same ``module_utils.state_actions`` code), so when the task does not run on the controller as the same
 user - another host, or become - the module is run there instead.
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.wfu.multisite.plugins.module_utils.state import (
-    REQUIRED_IF, StateError, argument_spec, run_action)
+from ansible_collections.wfu.multisite.plugins.module_utils.state_actions import (
+    REQUIRED_IF, USER_ERRORS, argument_spec, run_action, task_failure)
 
 display = Display()
 
@@ -40,10 +40,8 @@ class ActionModule(ActionBase):
 
         try:
             result.update(run_action(params, check_mode=self._task.check_mode))
-        except StateError as exc:
-            result.update(exc.details, failed=True, msg=str(exc))
-        except OSError as exc:
-            result.update(failed=True, msg="cannot use the state directory %s: %s" % (params["state_dir"], exc))
+        except USER_ERRORS as exc:
+            result.update(task_failure(exc, params), failed=True)
         for warning in result.pop("warnings", []):
             display.warning(warning)
         return result

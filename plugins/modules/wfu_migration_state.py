@@ -23,10 +23,16 @@ description:
   - "An action plugin of the same name does the work inside the controller's ansible-playbook process when the task
     runs on the controller (local connection, for example C(delegate_to: localhost)) without C(become); otherwise
     the module runs on the target host."
-  - "Locks: O(action=lock) creates C(locks/<target_env>.lock) exclusively, recording the ansible-playbook process
-    that holds it (pid, host, process start time, boot id) and the migration id. A lock whose holder is gone from
-    this host (or whose pid now belongs to another process, or which predates a reboot) is stale and taken over;
-    a lock held by a live process is never taken; a lock from another host (or without a pid) needs O(force=true)."
+  - "Locks: O(action=lock) creates C(locks/<target_env>.lock) exclusively, recording its holder - the
+    ansible-playbook process of the run (pid, host, process start time, boot id, pid namespace), O(awx_job_id) and
+    O(awx_workflow_job_id) when given, the migration id and since when. Without O(force), a lock is taken over or
+    removed only when its holder is this run or provably gone (its process ended, its pid now belongs to another
+    process, or the host rebooted since); a live holder, a holder on another host or container (nothing here can
+    check it) and an unreadable lock file are refused with the holder's name. O(force=true) takes over or removes
+    any lock and warns what it overrode (the holder and whether it was alive)."
+  - "A state records its holder too (the same identity), whenever a run creates or loads it. A migration whose
+    status is C(running) while its holder is gone (the run was killed, or stopped by Ctrl-C or SIGTERM) is shown by
+    V(status) and V(list) as C(interrupted) (RV(migration.effective_status)); the file is not rewritten for it."
 author:
   - WFU Web Platform Team (@wfu)
 options:
@@ -35,12 +41,11 @@ options:
       - V(create) starts a migration from O(source_env) to O(target_env) with id
         C(<source>-to-<target>-<UTC YYYY-MM-DDTHH-MM-SS>) (a C(-2), C(-3)... suffix when that id exists), status
         C(running). O(options), O(sites), O(site_info) and O(network_tables) are recorded.
-      - V(load) resumes O(migration_id) (an id or V(latest), the newest migration not completed, limited to
-        O(source_env)/O(target_env) when given). Saved options are the base and O(options) override them;
-        the status goes back to C(running) (a completed migration stays completed); sites found C(in_progress)
-        are set back to C(pending) (attempts kept) and returned in RV(interrupted).
-      - V(set_sites) records the sites in migration order; sites not yet known are added as C(pending),
-        known sites keep their record.
+      - V(load) resumes O(migration_id) (an id or V(latest), the newest migration not completed, an interrupted
+        one included, limited to O(source_env)/O(target_env) when given). Saved options are the base and O(options)
+        override them; the status goes back to C(running) (a completed migration stays completed); sites found
+        C(in_progress) are set back to C(pending) (attempts kept) and returned in RV(interrupted); this run becomes
+        the holder. A C(running) migration whose holder is alive is refused unless O(force=true).
       - V(site) records a status change of one site (O(site_id), O(status), O(error), O(phase), O(failure_class),
         O(details)) and appends it to C(logs/site-<N>.log).
       - V(network) records a status change of the network tables.
@@ -48,20 +53,21 @@ options:
       - V(list) returns every migration with its progress, and a text table.
       - V(status) returns one migration in detail (O(migration_id), default V(latest), which here is the newest
         migration whatever its status).
-      - V(lock) takes the lock of O(target_env) for this playbook run; V(unlock) releases it.
+      - V(lock) takes the lock O(target_env) (a target environment, or any lock name such as the migration
+        database's) for this playbook run; V(unlock) releases it.
     type: str
     required: true
-    choices: [create, load, set_sites, site, network, finish, list, status, lock, unlock]
+    choices: [create, load, site, network, finish, list, status, lock, unlock]
   state_dir:
     description: Directory of the migration states (C(wfu_state_dir)).
     type: path
     default: ~/.wfuwp/migrations
   migration_id:
     description:
-      - The migration, for O(action=load), O(action=set_sites), O(action=site), O(action=network),
-        O(action=finish) and O(action=status); V(latest) is accepted by O(action=load) and O(action=status).
-      - With O(action=lock) it names the migration in the lock; with O(action=unlock) the lock is released when it
-        names this migration.
+      - The migration, for O(action=load), O(action=site), O(action=network), O(action=finish) and
+        O(action=status); V(latest) is accepted by O(action=load) and O(action=status).
+      - With O(action=lock) it names the migration in the lock; with O(action=unlock) this run's lock is released
+        only when it names this migration (or none).
     type: str
   source_env:
     description:
@@ -70,7 +76,8 @@ options:
     type: str
   target_env:
     description:
-      - The target environment, required by O(action=create), O(action=lock) and O(action=unlock).
+      - The target environment, required by O(action=create); the name of the lock for O(action=lock) and
+        O(action=unlock).
       - With O(action=load) and O(action=status) it narrows V(latest) and must match the migration.
     type: str
   options:
@@ -80,12 +87,12 @@ options:
       - Keys that name a password or secret are left out at any depth.
     type: dict
   sites:
-    description: Site ids in migration order (O(action=create), O(action=set_sites)).
+    description: Site ids in migration order (O(action=create)).
     type: list
     elements: int
   site_info:
     description:
-      - Details of the sites (O(action=create), O(action=set_sites)) - the RV(wfu.multisite.wfu_sites_info#module:sites) list returned by
+      - Details of the sites (O(action=create)) - the RV(wfu.multisite.wfu_sites_info#module:sites) list returned by
         M(wfu.multisite.wfu_sites_info) (mappings with C(id)), or a mapping of site id to a mapping.
       - The keys C(bytes), C(large), C(domain) and C(path) are kept in each site's record; others are ignored.
       - Without O(sites), the order of a list gives the migration order.
@@ -127,14 +134,27 @@ options:
     type: str
   force:
     description:
-      - O(action=lock) - take over a lock whose holder cannot be checked from here (another host, or no pid recorded).
-        A lock held by a live process on this host is never taken.
-      - O(action=unlock) - remove the lock whoever holds it.
+      - O(action=lock) - take over the lock whoever holds it, even a live run; a warning names the holder and
+        whether it was alive.
+      - O(action=unlock) - remove the lock whoever holds it, with the same warning.
+      - O(action=load) - resume even though the migration's recorded holder is alive.
     type: bool
     default: false
+  awx_job_id:
+    description:
+      - The AWX job this run is (C(awx_job_id) of the job's extra variables). Recorded with the holder of a lock
+        or a state, and named when another run is refused.
+    type: str
+  awx_workflow_job_id:
+    description:
+      - The AWX workflow job this run belongs to (C(awx_workflow_job_id)). Recorded like O(awx_job_id).
+    type: str
 notes:
-  - "Site and network updates (O(action=site), O(action=network)) return small results and no facts; V(create),
-    V(load), V(set_sites), V(finish) and V(status) return the summary as the C(wfu_migration) fact."
+  - "Site and network updates (O(action=site), O(action=network)) return small results; V(create), V(load),
+    V(finish) and V(status) return the summary as RV(migration). No facts are set: register the result."
+  - Taking over the lock of a run that is gone does not prove that every module process that run started has
+    stopped (Ansible's workers outlive a killed ansible-playbook); the pipeline's own per-site locks on the
+    database servers keep such a process and a new run apart.
   - "Run the state tasks on the controller (C(delegate_to: localhost)) - the action plugin then avoids a module
     process per call, and the lock can check the ansible-playbook process that holds it."
   - Resuming a migration that another live run is working on (it holds the target's lock) fails.
@@ -160,12 +180,12 @@ attributes:
   bypass_host_loop:
     support: none
   facts:
-    support: full
+    support: none
   idempotent:
     description: When run twice with the same arguments, the second run reports no change.
     support: partial
     details:
-      - V(load), V(set_sites), V(network), V(finish), V(list), V(status), V(lock) and V(unlock) are idempotent.
+      - V(load), V(network), V(finish), V(list), V(status), V(lock) and V(unlock) are idempotent.
       - V(create) starts a new migration each time and V(site) records one more event (an attempt) each time.
 """
 
@@ -200,7 +220,7 @@ EXAMPLES = r"""
 - name: Mark site 43 as failed
   wfu.multisite.wfu_migration_state:
     action: site
-    migration_id: "{{ wfu_migration.id }}"
+    migration_id: "{{ migration.migration_id }}"
     site_id: 43
     status: failed
     phase: copy
@@ -212,7 +232,7 @@ EXAMPLES = r"""
 - name: Finish the migration and release the lock
   wfu.multisite.wfu_migration_state:
     action: finish
-    migration_id: "{{ wfu_migration.id }}"
+    migration_id: "{{ migration.migration_id }}"
     status: completed
   delegate_to: localhost
 
@@ -234,8 +254,8 @@ migration_id:
   type: str
   sample: dev-to-uat-2026-11-24T02-52-55
 migration:
-  description: Summary of the migration (also set as the C(wfu_migration) fact).
-  returned: create, load, set_sites, finish, status
+  description: Summary of the migration.
+  returned: create, load, finish, status
   type: dict
   contains:
     id:
@@ -248,8 +268,18 @@ migration:
       description: The target environment.
       type: str
     status:
-      description: C(running), C(paused), C(failed), C(aborted) or C(completed).
+      description: C(running), C(paused), C(failed), C(aborted) or C(completed), as stored.
       type: str
+    effective_status:
+      description: RV(migration.status), or C(interrupted) when it is C(running) but its holder is gone.
+      type: str
+    holder:
+      description:
+        - The run that created or last loaded the migration - C(pid), C(host), C(start_time), C(boot_id),
+          C(pid_namespace), C(since), C(awx_job_id) and C(awx_workflow_job_id) when given - with C(liveness) seen
+          from this run - C(self), C(alive), C(dead) or C(unknown) (another host or container). Null for a state
+          written before holders were recorded.
+      type: dict
     reason:
       description: The reason given at finish.
       type: str
@@ -321,11 +351,6 @@ created:
   description: Always true for O(action=create).
   returned: create
   type: bool
-added:
-  description: Site ids that were new to the migration.
-  returned: set_sites
-  type: list
-  elements: int
 site_id:
   description: The site that was updated.
   returned: site
@@ -363,9 +388,10 @@ lock_released:
   type: bool
 migrations:
   description:
-    - Every migration, oldest first - C(id), C(source_env), C(target_env), C(pair), C(status), C(started),
-      C(updated), C(progress) (completed/total), C(completed), C(total), C(failures) (failed and timed out),
-      C(resumable) and C(error) (why its state cannot be read, else null).
+    - Every migration, oldest first - C(id), C(source_env), C(target_env), C(pair), C(status),
+      C(effective_status) (C(interrupted) for a running one whose run is gone), C(started), C(updated),
+      C(progress) (completed/total), C(completed), C(total), C(failures) (failed and timed out), C(resumable)
+      and C(error) (why its state cannot be read, else null).
   returned: list
   type: list
   elements: dict
@@ -394,11 +420,16 @@ report:
   elements: str
 lock:
   description:
-    - The lock - C(pid), C(host), C(start_time), C(boot_id), C(migration_id), C(target_env), C(started).
-    - With O(action=status), the target's current lock (null when none) with C(holder) - C(self), C(alive),
-      C(dead) or C(unknown).
+    - The lock - C(pid), C(host), C(start_time), C(boot_id), C(pid_namespace), C(awx_job_id) and
+      C(awx_workflow_job_id) when given, C(migration_id), C(target_env) (the lock's name), C(started).
+    - With O(action=status), the target's current lock (null when none) with C(liveness) - C(self), C(alive),
+      C(dead), C(unknown) or C(damaged).
   returned: lock, status
   type: dict
+lock_name:
+  description: The name of the lock (O(target_env)), to release it with O(action=unlock).
+  returned: lock, unlock
+  type: str
 lock_file:
   description: Path of the lock file.
   returned: lock, unlock
@@ -408,11 +439,15 @@ already_held:
   returned: lock
   type: bool
 stale_lock_taken_over:
-  description: Whether a stale lock (or, with O(force), one that could not be checked) was replaced.
+  description: Whether a lock of another run was replaced (its holder gone or, with O(force), any).
   returned: lock
   type: bool
+forced:
+  description: Whether O(force) overrode a holder that was not provably gone (alive, unknown or unreadable).
+  returned: lock, unlock
+  type: bool
 previous_holder:
-  description: The lock that was replaced or removed.
+  description: The lock that was replaced or removed, with C(liveness) as in RV(lock).
   returned: lock, unlock
   type: dict
 released:
@@ -420,8 +455,8 @@ released:
   returned: unlock
   type: bool
 holder:
-  description: The lock that blocked the task.
-  returned: failure because the target is locked
+  description: The lock (or the state's holder) that blocked the task, with C(liveness).
+  returned: failure because the target is locked or the migration is held by a live run
   type: dict
 candidates:
   description: The nearest existing migration ids.
@@ -432,18 +467,16 @@ candidates:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.wfu.multisite.plugins.module_utils.state import (
-    REQUIRED_IF, StateError, argument_spec, run_action)
+from ansible_collections.wfu.multisite.plugins.module_utils.state_actions import (
+    REQUIRED_IF, USER_ERRORS, argument_spec, run_action, task_failure)
 
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), required_if=REQUIRED_IF, supports_check_mode=True)
     try:
         result = run_action(module.params, check_mode=module.check_mode)
-    except StateError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
-    except OSError as exc:
-        module.fail_json(msg="cannot use the state directory %s: %s" % (module.params["state_dir"], exc))
+    except USER_ERRORS as exc:
+        module.fail_json(**task_failure(exc, module.params))
     for warning in result.pop("warnings", []):
         module.warn(warning)
     module.exit_json(**result)

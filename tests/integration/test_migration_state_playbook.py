@@ -91,6 +91,7 @@ RUN = """
         sites: "{{ range(1, 21) | list }}"
         options:
           site_timeout: 600
+      register: create_pprd
 
     - name: Note the time before the module loop
       ansible.builtin.set_fact:
@@ -99,7 +100,7 @@ RUN = """
     - name: Mark every pprd site in progress (module)
       wfu.multisite.wfu_migration_state:
         action: site
-        migration_id: "{{ wfu_migration.id }}"
+        migration_id: "{{ create_pprd.migration_id }}"
         site_id: "{{ item }}"
         status: in_progress
       loop: "{{ range(1, 21) | list }}"
@@ -114,7 +115,7 @@ RUN = """
     - name: Complete all pprd sites but the last (action plugin)
       wfu.multisite.wfu_migration_state:
         action: site
-        migration_id: "{{ wfu_migration.id }}"
+        migration_id: "{{ create_pprd.migration_id }}"
         site_id: "{{ item }}"
         status: completed
       loop: "{{ range(1, 20) | list }}"
@@ -184,16 +185,16 @@ RESUME = """
     - name: Redo the interrupted site
       wfu.multisite.wfu_migration_state:
         action: site
-        migration_id: "{{ wfu_migration.id }}"
+        migration_id: "{{ loaded.migration_id }}"
         site_id: "{{ item }}"
         status: completed
-      loop: "{{ wfu_migration.sites_by_status.pending }}"
+      loop: "{{ loaded.migration.sites_by_status.pending }}"
       register: redone
 
     - name: Finish it
       wfu.multisite.wfu_migration_state:
         action: finish
-        migration_id: "{{ wfu_migration.id }}"
+        migration_id: "{{ loaded.migration_id }}"
         status: completed
       register: finished
 
@@ -339,7 +340,7 @@ def test_migration_state_through_ansible_playbook(tmp_path):
 
     status = results["status"]
     assert [site["id"] for site in status["failed_sites"]] == [7, 21, 33]
-    assert status["ansible_facts"]["wfu_migration"]["id"] == uat["id"]
+    assert status["migration"]["id"] == uat["id"] and "ansible_facts" not in status
     assert status["resume_command"] == "ansible-playbook wfu.multisite.env_migrate -e resume=%s" % uat["id"]
     assert results["finished"]["lock_released"] is True
     assert results["checked"]["changed"] is True and results["checked"]["site"]["attempts"] == 2
@@ -399,3 +400,142 @@ def test_a_live_run_keeps_its_lock(tmp_path):
         open(str(holder.results_file) + ".release", "w", encoding="utf-8").close()
     results = finish_playbook(holder)
     assert results["unlocked"]["released"] is True
+
+
+RUN_AND_WAIT = """
+- name: Start a migration into prod and wait to be killed
+  hosts: localhost
+  gather_facts: false
+  module_defaults:
+    wfu.multisite.wfu_migration_state:
+      state_dir: "{{ wfu_state_dir }}"
+  tasks:
+    - name: Lock prod
+      wfu.multisite.wfu_migration_state:
+        action: lock
+        target_env: prod
+        awx_job_id: "4711"
+
+    - name: Create the migration
+      wfu.multisite.wfu_migration_state:
+        action: create
+        source_env: dev
+        target_env: prod
+        sites: [1, 2, 3]
+        awx_job_id: "4711"
+      register: created
+
+    - name: Mark site 2 in progress
+      wfu.multisite.wfu_migration_state:
+        action: site
+        migration_id: "{{ created.migration_id }}"
+        site_id: 2
+        status: in_progress
+
+    - name: Say the run is under way
+      ansible.builtin.file:
+        path: "{{ results_file }}.held"
+        state: touch
+        mode: "0600"
+
+    - name: Wait for the end
+      ansible.builtin.wait_for:
+        path: "{{ results_file }}.release"
+        timeout: 120
+"""
+
+OBSERVE = """
+- name: Look at prod's migration and try to clear its lock
+  hosts: localhost
+  gather_facts: false
+  module_defaults:
+    wfu.multisite.wfu_migration_state:
+      state_dir: "{{ wfu_state_dir }}"
+  tasks:
+    - name: Show the newest migration
+      wfu.multisite.wfu_migration_state:
+        action: status
+      register: status
+
+    - name: List the migrations
+      wfu.multisite.wfu_migration_state:
+        action: list
+      register: listed
+
+    - name: Release prod's lock without force
+      wfu.multisite.wfu_migration_state:
+        action: unlock
+        target_env: prod
+      register: unlocked
+      ignore_errors: true
+
+    - name: Save the results
+      ansible.builtin.copy:
+        dest: "{{ results_file }}"
+        mode: "0600"
+        content: "{{ {'status': status, 'listed': listed, 'unlocked': unlocked} | to_json }}"
+"""
+
+RESUME_LATEST = """
+- name: Resume the newest migration into prod
+  hosts: localhost
+  gather_facts: false
+  module_defaults:
+    wfu.multisite.wfu_migration_state:
+      state_dir: "{{ wfu_state_dir }}"
+  tasks:
+    - name: Lock prod
+      wfu.multisite.wfu_migration_state:
+        action: lock
+        target_env: prod
+      register: locked
+
+    - name: Resume
+      wfu.multisite.wfu_migration_state:
+        action: load
+        migration_id: latest
+      register: loaded
+
+    - name: Save the results
+      ansible.builtin.copy:
+        dest: "{{ results_file }}"
+        mode: "0600"
+        content: "{{ {'locked': locked, 'loaded': loaded} | to_json }}"
+"""
+
+
+def test_a_killed_run_is_shown_interrupted_and_resumed(tmp_path):
+    state_dir = str(tmp_path / "migrations")
+    run = start_playbook(tmp_path, "run_and_wait.yml", RUN_AND_WAIT, state_dir)
+    try:
+        deadline = time.monotonic() + 120
+        while not os.path.exists(str(run.results_file) + ".held"):
+            assert run.poll() is None, run.communicate()[0]
+            assert time.monotonic() < deadline, "the run did not start its migration"
+            time.sleep(0.1)
+        _pid, alive = run_playbook(tmp_path, "observe_alive.yml", OBSERVE, state_dir)
+        run.kill()  # kill -9 of ansible-playbook: no rescue, no always
+        run.communicate()
+    finally:
+        open(str(run.results_file) + ".release", "w", encoding="utf-8").close()  # lets an orphaned worker end
+
+    migration = alive["status"]["migration"]
+    assert migration["effective_status"] == "running" and migration["holder"]["pid"] == run.pid
+    assert migration["holder"]["awx_job_id"] == "4711"
+    refused = alive["unlocked"]
+    assert refused["failed"] is True and refused["holder"]["pid"] == run.pid
+    assert "pid %d" % run.pid in refused["msg"] and "still running" in refused["msg"] and "AWX job 4711" in refused["msg"]
+    assert "-e force_unlock=prod -e force=true" in refused["msg"]
+
+    _pid, dead = run_playbook(tmp_path, "observe_dead.yml", OBSERVE, state_dir)
+    migration = dead["status"]["migration"]
+    assert migration["status"] == "running" and migration["effective_status"] == "interrupted"
+    assert "interrupted" in dead["status"]["report"][0]
+    assert "Resume: ansible-playbook wfu.multisite.env_migrate -e resume=%s" % migration["id"] in dead["status"]["report"]
+    assert dead["listed"]["migrations"][0]["effective_status"] == "interrupted"
+    assert dead["unlocked"]["released"] is True and dead["unlocked"]["previous_holder"]["liveness"] == "dead"
+
+    resumed_pid, resumed = run_playbook(tmp_path, "resume_latest.yml", RESUME_LATEST, state_dir)
+    assert resumed["locked"]["lock"]["pid"] == resumed_pid
+    assert resumed["loaded"]["migration"]["id"] == migration["id"] and resumed["loaded"]["interrupted"] == [2]
+    assert resumed["loaded"]["migration"]["holder"]["pid"] == resumed_pid

@@ -1,15 +1,14 @@
-"""The migration state store: layout, atomic writes, damaged files, resume, counters and locks.
+"""The migration state store: layout, atomic writes, damaged and foreign files, resume, counters, logs, holders.
 
-Everything runs against real files in a temporary directory and real processes (for the locks and
-the kill -9 test); nothing is mocked.
+Everything runs against real files in a temporary directory and real processes (for the holders and
+the kill -9 test); nothing is mocked.  Locks are in test_state_locks.py, the shape of records in
+test_state_records.py, the module's actions in test_state_actions.py.
 """
 
-import datetime
 import json
 import os
 import random
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -17,71 +16,12 @@ import textwrap
 import time
 
 import pytest
+from state_helpers import COLLECTIONS, edit_state, new_migration, read, snapshot
 
-from ansible_collections.wfu.multisite.plugins.module_utils import state as state_mod
-from ansible_collections.wfu.multisite.plugins.module_utils.state import (
-    StateError, StateStore, find_playbook_pid, process_identity, redact, run_action)
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-COLLECTIONS = os.path.join(ROOT, ".venv", "collections")
-
-
-class Clock:
-    """A settable UTC clock, so ids and durations are predictable."""
-
-    def __init__(self, start="2026-11-24T02:52:55"):
-        self.moment = datetime.datetime.fromisoformat(start).replace(tzinfo=datetime.timezone.utc)
-
-    def __call__(self):
-        return self.moment
-
-    def advance(self, seconds):
-        self.moment += datetime.timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def store(tmp_path, clock):
-    return StateStore(str(tmp_path / "migrations"), holder_pid=os.getpid(), clock=clock)
-
-
-@pytest.fixture
-def sleeper():
-    """A live process to stand for another run's ansible-playbook."""
-    proc = subprocess.Popen(["sleep", "60"])
-    yield proc
-    proc.kill()
-    proc.wait()
-
-
-def read(path):
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def snapshot(directory):
-    """Every file under ``directory`` with its bytes and mtime, to prove nothing was written."""
-    files = {}
-    for base, _dirs, names in os.walk(directory):
-        for name in names:
-            path = os.path.join(base, name)
-            with open(path, "rb") as handle:
-                files[path] = (handle.read(), os.stat(path).st_mtime_ns)
-    return files
-
-
-def new_migration(store, sites=(1, 2, 3, 4, 5), **kwargs):
-    return store.create("dev", "uat", sites=list(sites), **kwargs)["migration"]["id"]
-
-
-def write_lock(store, target_env, **fields):
-    os.makedirs(os.path.dirname(store.lock_path(target_env)), exist_ok=True)
-    with open(store.lock_path(target_env), "w", encoding="utf-8") as handle:
-        json.dump(fields, handle)
+from ansible_collections.wfu.multisite.plugins.module_utils.errors import redact
+from ansible_collections.wfu.multisite.plugins.module_utils.processes import process_identity
+from ansible_collections.wfu.multisite.plugins.module_utils.state_records import SCHEMA_VERSION
+from ansible_collections.wfu.multisite.plugins.module_utils.state_store import StateError, StateStore
 
 
 # --- create and the layout ----------------------------------------------------------------------
@@ -100,7 +40,7 @@ def test_create_writes_the_contract_layout_privately(store):
                                      "skipped": 0, "total": 3}
     paths = migration["paths"]
     state = read(paths["state"])
-    assert state["schema_version"] == state_mod.SCHEMA_VERSION
+    assert state["schema_version"] == SCHEMA_VERSION
     assert state["id"] == migration["id"]
     assert state["sites"]["5"] == {"status": "pending", "attempts": 0, "started": None, "finished": None,
                                    "duration": None, "error": None, "phase": None}
@@ -117,6 +57,7 @@ def test_create_writes_the_contract_layout_privately(store):
         for name in files:
             assert stat.S_IMODE(os.stat(os.path.join(base, name)).st_mode) == 0o600, name
     assert stat.S_IMODE(os.stat(store.state_dir).st_mode) == 0o700
+    assert state["holder"] == dict(process_identity(os.getpid()), since=state["started"])
     for base, _dirs, files in os.walk(store.state_dir):
         for name in files:
             with open(os.path.join(base, name), encoding="utf-8") as handle:
@@ -154,7 +95,7 @@ def test_create_rejects_bad_names(store):
 WRITER = textwrap.dedent("""
     import itertools, os, sys
     sys.path.insert(0, %(collections)r)
-    from ansible_collections.wfu.multisite.plugins.module_utils.state import StateStore
+    from ansible_collections.wfu.multisite.plugins.module_utils.state_store import StateStore
     store = StateStore(%(state_dir)r, holder_pid=os.getpid())
     print("ready", flush=True)
     for n in itertools.count():
@@ -223,16 +164,6 @@ def test_corrupt_state_is_reported_with_position_and_left_untouched(store):
     assert read(path + ".bak")["id"] == migration_id
 
 
-def test_byte_position_counts_utf8_bytes(store):
-    migration_id = new_migration(store)
-    path = store.paths(migration_id)["state"]
-    with open(path, "wb") as handle:
-        handle.write('{"é": 1,, }'.encode("utf-8"))
-    # The error is at the 9th character, which is the 10th byte: "é" takes two.
-    with pytest.raises(StateError, match=r"column 9\) at byte 9\."):
-        store.load_state(migration_id)
-
-
 @pytest.mark.parametrize("content, expected", [
     ({"id": "x"}, "no schema_version"),
     ({"schema_version": 99}, "newer wfu.multisite"),
@@ -259,17 +190,6 @@ def test_state_copied_into_another_directory_is_refused(store):
         dst.write(src.read())
     with pytest.raises(StateError, match="holds migration .* not 'dev-to-uat-2026-01-01T00-00-00'"):
         store.load(copy_id)
-
-
-def test_site_with_unknown_status_is_named(store):
-    migration_id = new_migration(store)
-    path = store.paths(migration_id)["state"]
-    state = read(path)
-    state["sites"]["3"]["status"] = "done"
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(state, handle)
-    with pytest.raises(StateError, match="site 3 has no valid status"):
-        store.load(migration_id)
 
 
 def test_corrupt_index_is_rebuilt_from_the_states(store, clock):
@@ -453,37 +373,6 @@ def test_large_details_are_kept_compactly(store):
     assert len(result["note"]) < 600
 
 
-def test_set_sites_from_sites_info_list_keeps_known_records(store):
-    migration_id = store.create("dev", "uat")["migration"]["id"]
-    info = [{"id": 7, "domain": "news.dev.example.edu", "path": "/", "bytes": 1200, "large": False,
-             "tables": ["wp_7_posts"]},
-            {"id": 3, "domain": "big.dev.example.edu", "path": "/", "bytes": 9 * 10 ** 9, "large": True,
-             "tables": ["wp_3_posts"]}]
-    result = store.set_sites(migration_id, site_info=info)
-    assert result["added"] == [7, 3] and result["migration"]["site_order"] == [7, 3]
-    assert result["migration"]["large_sites"] == [3]
-    record = read(store.paths(migration_id)["state"])["sites"]["3"]
-    assert record["bytes"] == 9 * 10 ** 9 and record["large"] is True and "tables" not in record
-    store.mark_site(migration_id, 7, "completed")
-    again = store.set_sites(migration_id, sites=[3, 9], site_info={"9": {"bytes": 5}})
-    assert again["added"] == [9]
-    assert again["migration"]["site_order"] == [3, 9, 7]
-    assert again["migration"]["sites_by_status"]["completed"] == [7]
-    assert store.set_sites(migration_id, sites=[3, 9])["changed"] is False
-
-
-def test_check_mode_updates_write_nothing(store):
-    migration_id = new_migration(store)
-    before = snapshot(store.state_dir)
-    result = store.mark_site(migration_id, 1, "in_progress", check_mode=True)
-    assert result["changed"] is True and result["site"]["status"] == "in_progress"
-    store.mark_network(migration_id, "completed", check_mode=True)
-    store.set_sites(migration_id, sites=[8], check_mode=True)
-    store.finish(migration_id, "aborted", check_mode=True)
-    store.lock("uat", check_mode=True)
-    assert snapshot(store.state_dir) == before
-
-
 def test_network_updates(store, clock):
     migration_id = new_migration(store)
     store.mark_network(migration_id, "in_progress")
@@ -525,154 +414,89 @@ def test_finish_list_and_status(store, clock):
     assert "max_fail_percentage exceeded" in report and status["resume_command"] in report
 
 
-def test_run_action_returns_facts_only_for_whole_state_actions(tmp_path):
-    params = dict.fromkeys(state_mod.argument_spec(), None)
-    params.update(state_dir=str(tmp_path), force=False)
-    created = run_action(dict(params, action="create", source_env="dev", target_env="uat", sites=[1, 2]),
-                         holder_pid=os.getpid())
-    migration_id = created["migration_id"]
-    assert created["ansible_facts"]["wfu_migration"]["id"] == migration_id
-    marked = run_action(dict(params, action="site", migration_id=migration_id, site_id=2, status="in_progress"))
-    assert "ansible_facts" not in marked and "migration" not in marked
-    assert set(marked) == {"changed", "migration_id", "site_id", "site", "counters", "consecutive_failures",
-                           "progress", "log_file"}
-    assert len(json.dumps(marked)) < 1500
-    listed = run_action(dict(params, action="list"))
-    assert listed["changed"] is False and "ansible_facts" not in listed
 
 
-# --- locks ---------------------------------------------------------------------------------------------
+# --- the run that holds a migration: interrupted runs ----------------------------------------------------
 
-def test_lock_is_exclusive_against_a_live_holder(tmp_path, sleeper):
-    other = StateStore(str(tmp_path), holder_pid=sleeper.pid)
-    mine = StateStore(str(tmp_path), holder_pid=os.getpid())
-    taken = other.lock("uat", migration_id="dev-to-uat-2026-11-24T02-52-55")
-    assert taken["changed"] is True and taken["lock"]["pid"] == sleeper.pid
-    assert taken["lock"]["host"] == socket.gethostname() and taken["lock"]["start_time"]
-    lock_file = read(other.lock_path("uat"))
-    for force in (False, True):
-        with pytest.raises(StateError) as caught:
-            mine.lock("uat", force=force)
-        message = str(caught.value)
-        assert "dev-to-uat-2026-11-24T02-52-55" in message and "pid %d" % sleeper.pid in message
-        assert socket.gethostname() in message and "still running" in message
-    assert read(other.lock_path("uat")) == lock_file
-    with pytest.raises(StateError, match="still running"):
-        mine.create("dev", "uat")
-    with pytest.raises(StateError, match="left in place"):
-        mine.unlock("uat")
-    assert other.lock("uat")["already_held"] is True
-    assert mine.lock("pprd")["changed"] is True  # another target is free
+def run_and_die(store, migration_id=None):
+    """Create (or load) a migration from a process that then dies, as an ansible-playbook killed with -9 does."""
+    code = textwrap.dedent("""
+        import os, sys
+        sys.path.insert(0, %r)
+        from ansible_collections.wfu.multisite.plugins.module_utils.state_store import StateStore
+        store = StateStore(%r, holder_pid=os.getpid())
+        if %r:
+            store.load(%r)
+        else:
+            store.create("dev", "uat", sites=[1, 2, 3])
+        os.kill(os.getpid(), 9)
+    """) % (COLLECTIONS, store.state_dir, migration_id, migration_id)
+    proc = subprocess.run([sys.executable, "-c", code], check=False)
+    assert proc.returncode == -signal.SIGKILL
+    return migration_id or store.status()["migration"]["id"]
 
 
-def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
-    dead = subprocess.Popen(["sleep", "60"])
-    StateStore(str(tmp_path), holder_pid=dead.pid).lock("uat", migration_id="dev-to-uat-2026-11-24T02-52-55")
-    dead.kill()
-    while state_mod.process_stat(dead.pid)[0] != "Z":
-        time.sleep(0.01)
-    mine = StateStore(str(tmp_path), holder_pid=os.getpid())
-    # Killed but not yet reaped: a zombie is as dead as a gone process.
-    taken = mine.lock("uat")
-    dead.wait()
-    assert taken["stale_lock_taken_over"] is True
-    assert taken["previous_holder"]["pid"] == dead.pid
-    assert taken["previous_holder"]["migration_id"] == "dev-to-uat-2026-11-24T02-52-55"
-    assert read(mine.lock_path("uat"))["pid"] == os.getpid()
+def test_a_running_migration_whose_run_is_gone_is_shown_interrupted(store):
+    migration_id = run_and_die(store)
+    store.mark_site(migration_id, 1, "in_progress")
+    before = snapshot(store.state_dir)
+    status = store.status(migration_id)
+    migration = status["migration"]
+    assert migration["status"] == "running" and migration["effective_status"] == "interrupted"
+    assert migration["holder"]["liveness"] == "dead"
+    report = "\n".join(status["report"])
+    assert "interrupted" in report.splitlines()[0]
+    assert "Its run (pid %d on host " % migration["holder"]["pid"] in report and "is gone" in report
+    assert "Resume: ansible-playbook wfu.multisite.env_migrate -e resume=%s" % migration_id in report
+    row = store.list_migrations()["migrations"][0]
+    assert row["status"] == "running" and row["effective_status"] == "interrupted" and row["resumable"] is True
+    assert "interrupted" in store.list_migrations()["table"][1]
+    assert snapshot(store.state_dir) == before  # derived when read: status and list write nothing
 
 
-def test_reused_pid_or_reboot_makes_a_lock_stale(tmp_path, sleeper):
-    mine = StateStore(str(tmp_path), holder_pid=os.getpid())
-    real = process_identity(sleeper.pid)
-    write_lock(mine, "uat", pid=sleeper.pid, host=real["host"], start_time=real["start_time"] - 1,
-               boot_id=real["boot_id"], migration_id="old", started="2026-01-01T00:00:00.000Z")
-    assert mine.lock("uat")["stale_lock_taken_over"] is True
-    mine.unlock("uat")
-    write_lock(mine, "uat", pid=sleeper.pid, host=real["host"], start_time=real["start_time"],
-               boot_id="another-boot", migration_id="old", started="2026-01-01T00:00:00.000Z")
-    assert mine.lock("uat")["stale_lock_taken_over"] is True
-    mine.unlock("uat")
-    write_lock(mine, "uat", pid=sleeper.pid, host=real["host"], start_time=real["start_time"],
-               boot_id=real["boot_id"], migration_id="old", started="2026-01-01T00:00:00.000Z")
-    with pytest.raises(StateError, match="still running"):
-        mine.lock("uat")
+def test_resume_latest_takes_over_an_interrupted_migration(store):
+    migration_id = run_and_die(store)
+    store.mark_site(migration_id, 2, "in_progress")
+    loaded = store.load("latest")
+    assert loaded["migration"]["id"] == migration_id and loaded["interrupted"] == [2]
+    assert loaded["migration"]["effective_status"] == "running"
+    assert loaded["migration"]["holder"]["liveness"] == "self"
+    state = read(store.paths(migration_id)["state"])
+    assert state["holder"]["pid"] == os.getpid()
+    assert state["resumes"][-1]["holder"]["pid"] == os.getpid()
+    # This run stops on a failure; the next one resumes and is killed: the state names that one as gone.
+    store.finish(migration_id, "failed", reason="target down")
+    run_and_die(store, migration_id)
+    assert store.status(migration_id)["migration"]["effective_status"] == "interrupted"
 
 
-def test_lock_from_another_host_needs_force(tmp_path):
-    mine = StateStore(str(tmp_path), holder_pid=os.getpid())
-    write_lock(mine, "uat", pid=4242, host="elsewhere.example.edu", start_time=1, boot_id="b",
-               migration_id="dev-to-uat-x", started="2026-01-01T00:00:00.000Z")
-    with pytest.raises(StateError, match="cannot tell whether that run is still going.*force_unlock=uat"):
-        mine.lock("uat")
-    taken = mine.lock("uat", force=True)
-    assert taken["stale_lock_taken_over"] is True and taken["previous_holder"]["host"] == "elsewhere.example.edu"
+def test_a_migration_a_live_run_holds_is_not_resumed_beside_it(tmp_path, sleeper, clock):
+    state_dir = str(tmp_path / "migrations")
+    other = StateStore(state_dir, holder_pid=sleeper.pid, clock=clock)
+    migration_id = new_migration(other)
+    mine = StateStore(state_dir, holder_pid=os.getpid(), clock=clock)
+    assert mine.status(migration_id)["migration"]["effective_status"] == "running"
+    before = snapshot(state_dir)
+    with pytest.raises(StateError, match="is being run by pid %d on host .*which is still running" % sleeper.pid):
+        mine.load(migration_id)
+    assert snapshot(state_dir) == before
+    forced = mine.load(migration_id, force=True)
+    assert forced["migration"]["holder"]["pid"] == os.getpid()
+    assert "Run by pid %d" % os.getpid() in "\n".join(mine.status(migration_id)["report"])
 
 
-def test_damaged_lock_needs_force(tmp_path):
-    mine = StateStore(str(tmp_path), holder_pid=os.getpid())
-    os.makedirs(os.path.dirname(mine.lock_path("uat")))
-    with open(mine.lock_path("uat"), "w", encoding="utf-8") as handle:
-        handle.write("{")
-    with pytest.raises(StateError, match="cannot tell"):
-        mine.lock("uat")
-    assert mine.lock("uat", force=True)["changed"] is True
-
-
-def test_create_names_the_migration_in_this_runs_lock_and_finish_releases_it(store):
-    store.lock("uat")
+def test_a_holder_on_another_host_is_running_as_far_as_anyone_here_knows(store):
     migration_id = new_migration(store)
-    assert read(store.lock_path("uat"))["migration_id"] == migration_id
-    with pytest.raises(StateError, match="left in place"):
-        StateStore(store.state_dir, holder_pid=1).unlock("uat", migration_id="dev-to-uat-something-else")
-    finished = store.finish(migration_id, "completed")
-    assert finished["lock_released"] is True and not os.path.exists(store.lock_path("uat"))
-    assert store.unlock("uat") == {"changed": False, "released": False, "lock_file": store.lock_path("uat"),
-                                   "previous_holder": None}
+    edit_state(store, migration_id, lambda state: state["holder"].update(host="awx-job-77-abcde", awx_job_id="77"))
+    status = store.status(migration_id)
+    assert status["migration"]["effective_status"] == "running"
+    assert status["migration"]["holder"]["liveness"] == "unknown"
+    assert "AWX job 77" in "\n".join(status["report"]) and "cannot be checked from here" in "\n".join(status["report"])
+    assert store.load(migration_id)["migration"]["holder"]["liveness"] == "self"  # the lock decides, not this
 
 
-def test_finish_leaves_another_migrations_lock(tmp_path, sleeper):
-    other = StateStore(str(tmp_path), holder_pid=sleeper.pid)
-    other.lock("uat", migration_id="dev-to-uat-2026-01-01T00-00-00")
-    mine = StateStore(str(tmp_path), holder_pid=os.getpid())
-    migration_id = mine.create("dev", "pprd")["migration"]["id"]
-    assert mine.finish(migration_id, "aborted")["lock_released"] is False
-    assert os.path.exists(mine.lock_path("uat"))
-    released = mine.unlock("uat", force=True)
-    assert released["released"] is True and released["previous_holder"]["pid"] == sleeper.pid
-
-
-def test_unlock_by_migration_id_from_another_process(tmp_path, sleeper):
-    StateStore(str(tmp_path), holder_pid=sleeper.pid).lock("uat", migration_id="dev-to-uat-a")
-    mine = StateStore(str(tmp_path), holder_pid=os.getpid())
-    assert mine.unlock("uat", migration_id="dev-to-uat-a")["released"] is True
-
-
-MODULE_LIKE = ("import sys; sys.path.insert(0, %r); "
-               "from ansible_collections.wfu.multisite.plugins.module_utils.state import find_playbook_pid; "
-               "print(find_playbook_pid())" % COLLECTIONS)
-
-FAKE_PLAYBOOK = textwrap.dedent("""
-    import os, subprocess, sys
-    # A forked worker keeps its parent's command line, as ansible-playbook's workers do; the "module"
-    # below it runs under a shell, as modules do.
-    child = os.fork()
-    if child == 0:
-        python = os.path.realpath(sys.executable)
-        out = subprocess.run(["/bin/sh", "-c", '"$0" -c "$1"; true', python, sys.argv[1]],
-                             capture_output=True, text=True, check=True)
-        print(out.stdout.strip(), flush=True)
-        os._exit(0)
-    os.waitpid(child, 0)
-""")
-
-
-def test_lock_holder_is_the_outermost_ansible_playbook_process(tmp_path):
-    script = tmp_path / "fake_playbook.py"
-    script.write_text(FAKE_PLAYBOOK, encoding="utf-8")
-    fake = tmp_path / "ansible-playbook"
-    fake.symlink_to(sys.executable)
-    proc = subprocess.Popen([str(fake), str(script), MODULE_LIKE], stdout=subprocess.PIPE, text=True)
-    output = proc.communicate(timeout=60)[0]
-    assert proc.returncode == 0
-    assert int(output.strip()) == proc.pid
-    assert find_playbook_pid() is None  # pytest itself runs under no ansible process
+def test_awx_job_ids_are_recorded_with_the_holder(tmp_path, clock):
+    store = StateStore(str(tmp_path), holder_pid=os.getpid(), clock=clock, awx_job_id=77, awx_workflow_job_id="70")
+    migration_id = new_migration(store)
+    holder = read(store.paths(migration_id)["state"])["holder"]
+    assert holder["awx_job_id"] == "77" and holder["awx_workflow_job_id"] == "70"

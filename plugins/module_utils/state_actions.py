@@ -1,0 +1,143 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to wfu.multisite
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The actions of ``wfu_migration_state``, shared by the module and its action plugin.
+
+``ACTIONS`` maps each action to a handler ``handler(store, params, check_mode) -> task result``; the
+module's ``action`` choices are its keys, so an action is added by adding a handler (and its options to
+``argument_spec``, its required options to ``REQUIRED_IF``, its documentation to the module).
+``run_action`` opens the store for the task and dispatches; ``task_failure`` turns the errors a
+user can hit into the keys of a failed task.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.wfu.multisite.plugins.module_utils.atomic_files import StateError
+from ansible_collections.wfu.multisite.plugins.module_utils.db import ConfigError
+from ansible_collections.wfu.multisite.plugins.module_utils.state_records import (
+    FAILURE_CLASSES, MIGRATION_STATUSES, NETWORK_STATUSES, SITE_STATUSES)
+from ansible_collections.wfu.multisite.plugins.module_utils.state_store import DEFAULT_STATE_DIR, StateStore
+
+# What a task fails with, rather than a traceback.
+USER_ERRORS = (StateError, ConfigError, OSError)
+
+
+def _create(store, params, check_mode):
+    return store.create(params["source_env"], params["target_env"], options=params.get("options"),
+                        sites=params.get("sites"), site_info=params.get("site_info"),
+                        network_tables=params.get("network_tables"), check_mode=check_mode)
+
+
+def _load(store, params, check_mode):
+    return store.load(params["migration_id"], source_env=params.get("source_env"),
+                      target_env=params.get("target_env"), options=params.get("options"),
+                      force=params.get("force", False), check_mode=check_mode)
+
+
+def _site(store, params, check_mode):
+    return store.mark_site(params["migration_id"], params["site_id"], params["status"], error=params.get("error"),
+                           phase=params.get("phase"), failure_class=params.get("failure_class"),
+                           details=params.get("details"), check_mode=check_mode)
+
+
+def _network(store, params, check_mode):
+    return store.mark_network(params["migration_id"], params["status"], error=params.get("error"),
+                              phase=params.get("phase"), failure_class=params.get("failure_class"),
+                              details=params.get("details"), check_mode=check_mode)
+
+
+def _finish(store, params, check_mode):
+    return store.finish(params["migration_id"], params["status"], reason=params.get("reason"), check_mode=check_mode)
+
+
+def _list(store, params, check_mode):
+    del params, check_mode  # read only
+    return store.list_migrations()
+
+
+def _status(store, params, check_mode):
+    del check_mode  # read only
+    return store.status(params.get("migration_id") or "latest", source_env=params.get("source_env"),
+                        target_env=params.get("target_env"))
+
+
+def _lock(store, params, check_mode):
+    return store.locks.lock(params["target_env"], migration_id=params.get("migration_id"),
+                            force=params.get("force", False), check_mode=check_mode)
+
+
+def _unlock(store, params, check_mode):
+    return store.locks.unlock(params["target_env"], migration_id=params.get("migration_id"),
+                              force=params.get("force", False), check_mode=check_mode)
+
+
+ACTIONS = {
+    "create": _create,
+    "load": _load,
+    "site": _site,
+    "network": _network,
+    "finish": _finish,
+    "list": _list,
+    "status": _status,
+    "lock": _lock,
+    "unlock": _unlock,
+}
+
+REQUIRED_IF = [
+    ("action", "create", ("source_env", "target_env")),
+    ("action", "load", ("migration_id",)),
+    ("action", "site", ("migration_id", "site_id", "status")),
+    ("action", "network", ("migration_id", "status")),
+    ("action", "finish", ("migration_id", "status")),
+    ("action", "lock", ("target_env",)),
+    ("action", "unlock", ("target_env",)),
+]
+
+
+def argument_spec():
+    """The options of ``wfu_migration_state``."""
+    return dict(
+        action=dict(type="str", required=True, choices=list(ACTIONS)),
+        state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
+        migration_id=dict(type="str"),
+        source_env=dict(type="str"),
+        target_env=dict(type="str"),
+        options=dict(type="dict"),
+        sites=dict(type="list", elements="int"),
+        site_info=dict(type="raw"),
+        network_tables=dict(type="raw"),
+        site_id=dict(type="int"),
+        status=dict(type="str", choices=sorted(set(MIGRATION_STATUSES + SITE_STATUSES + NETWORK_STATUSES) - {"running"})),
+        error=dict(type="str"),
+        phase=dict(type="str"),
+        failure_class=dict(type="str", choices=list(FAILURE_CLASSES)),
+        details=dict(type="dict"),
+        reason=dict(type="str"),
+        force=dict(type="bool", default=False),
+        awx_job_id=dict(type="str"),
+        awx_workflow_job_id=dict(type="str"),
+    )
+
+
+def run_action(params, check_mode=False, holder_pid=None):
+    """Do what the task's ``params`` ask; returns the task result (raises one of USER_ERRORS for user errors).
+
+    ``holder_pid`` stands for the run's ansible-playbook process (default: found above this process).
+    """
+    store = StateStore(params["state_dir"], holder_pid=holder_pid, awx_job_id=params.get("awx_job_id"),
+                       awx_workflow_job_id=params.get("awx_workflow_job_id"))
+    result = ACTIONS[params["action"]](store, params, check_mode)
+    if "migration" in result:
+        result["migration_id"] = result["migration"]["id"]
+    if store.warnings:
+        result["warnings"] = list(store.warnings)
+    return result
+
+
+def task_failure(exc, params):
+    """The keys of the failed task for one of USER_ERRORS."""
+    if isinstance(exc, StateError):
+        return dict(exc.details, msg=str(exc))
+    if isinstance(exc, ConfigError):
+        return {"msg": str(exc)}
+    return {"msg": "cannot use the state directory %s: %s" % (params["state_dir"], exc)}
