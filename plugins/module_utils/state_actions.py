@@ -6,7 +6,8 @@
 ``ACTIONS`` maps each action to a handler ``handler(store, params, check_mode) -> task result``; the
 module's ``action`` choices are its keys, so an action is added by adding a handler (and its options to
 ``argument_spec``, its required options to ``REQUIRED_IF``, its documentation to the module).
-``run_action`` opens the store for the task and dispatches; ``task_failure`` turns the errors a
+``run_action`` opens the store for the task (``open_store``, the one place a state backend is chosen) and
+dispatches; ``task_failure`` turns the errors a
 user can hit into the keys of a failed task.
 """
 
@@ -119,13 +120,18 @@ def argument_spec():
     )
 
 
+def open_store(params, holder_pid=None):
+    """The store the task's ``params`` name: today the files under ``state_dir``."""
+    return StateStore(params["state_dir"], holder_pid=holder_pid, awx_job_id=params.get("awx_job_id"),
+                      awx_workflow_job_id=params.get("awx_workflow_job_id"))
+
+
 def run_action(params, check_mode=False, holder_pid=None):
     """Do what the task's ``params`` ask; returns the task result (raises one of USER_ERRORS for user errors).
 
     ``holder_pid`` stands for the run's ansible-playbook process (default: found above this process).
     """
-    store = StateStore(params["state_dir"], holder_pid=holder_pid, awx_job_id=params.get("awx_job_id"),
-                       awx_workflow_job_id=params.get("awx_workflow_job_id"))
+    store = open_store(params, holder_pid)
     result = ACTIONS[params["action"]](store, params, check_mode)
     if "migration" in result:
         result["migration_id"] = result["migration"]["id"]

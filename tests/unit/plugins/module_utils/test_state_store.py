@@ -414,8 +414,6 @@ def test_finish_list_and_status(store, clock):
     assert "max_fail_percentage exceeded" in report and status["resume_command"] in report
 
 
-
-
 # --- the run that holds a migration: interrupted runs ----------------------------------------------------
 
 def run_and_die(store, migration_id=None):
