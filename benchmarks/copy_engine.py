@@ -20,7 +20,7 @@ for path in (ROOT, os.path.join(ROOT, ".venv", "collections")):
         sys.path.insert(0, path)
 
 from ansible_collections.wfu.multisite.plugins.module_utils import copy_engine  # noqa: E402
-from ansible_collections.wfu.multisite.plugins.module_utils.db import client_option_file  # noqa: E402
+from ansible_collections.wfu.multisite.plugins.module_utils.db import Database  # noqa: E402
 from tools.mariadb_servers import ServerSet  # noqa: E402
 
 TABLES = ["wp_posts", "wp_postmeta"]
@@ -64,11 +64,12 @@ def recreate(server, database):
 def shell_pipeline(servers):
     """The baseline: the same flags, joined by bash with pipefail, no Python in the stream."""
     dump_path, client_path = copy_engine.client_tools()
-    with client_option_file(servers["source"].connection()) as source_options, \
-            client_option_file(servers["target"].connection()) as dest_options:
-        dump = " ".join(copy_engine.dump_command(dump_path, source_options, "bench", TABLES))
-        load = " ".join(copy_engine.load_command(client_path, dest_options, "copy"))
-        subprocess.run(["bash", "-c", "set -o pipefail; %s | %s" % (dump, load)], check=True)
+    with Database.from_params(servers["source"].connection()).client_options() as source_options, \
+            Database.from_params(servers["target"].connection()).client_options() as dest_options:
+        dump = copy_engine.dump_command(dump_path, source_options, "bench", TABLES)
+        load = copy_engine.load_command(client_path, dest_options, "copy")
+        subprocess.run(["bash", "-c", "set -o pipefail; %s | %s" % (" ".join(dump.argv), " ".join(load.argv))],
+                       check=True, pass_fds=dump.fds + load.fds)
 
 
 def main(argv=None):
@@ -78,18 +79,19 @@ def main(argv=None):
     args = parser.parse_args(argv)
     with ServerSet(("source", "target")) as servers:
         size = fill(servers["source"], args.rows_scale)
-        source = servers["source"].connection()
-        target = servers["target"].connection()
+        source = Database.from_params(servers["source"].connection("bench"))
+        target = Database.from_params(servers["target"].connection("copy"))
+        into_source = source.on("copy")
         runs = {
             "mariadb-dump | mariadb (bash)": (servers["target"], lambda: shell_pipeline(servers)),
             "copy_tables dump": (servers["target"], lambda: copy_engine.copy_tables(
-                source, "bench", TABLES, target, "copy", method="dump")),
+                source, TABLES, target, method="dump")),
             "copy_tables dump + rename": (servers["target"], lambda: copy_engine.copy_tables(
-                source, "bench", TABLES, target, "copy", rename={t: "stage_" + t for t in TABLES}, method="dump")),
+                source, TABLES, target, rename={t: "stage_" + t for t in TABLES}, method="dump")),
             "copy_tables insert_select": (servers["source"], lambda: copy_engine.copy_tables(
-                source, "bench", TABLES, source, "copy", method="insert_select")),
+                source, TABLES, into_source, method="insert_select")),
             "copy_tables pymysql": (servers["target"], lambda: copy_engine.copy_tables(
-                source, "bench", TABLES, target, "copy", method="pymysql")),
+                source, TABLES, target, method="pymysql")),
         }
         print("source size: %.1f MB (data + indexes), %d run(s) each" % (size / 1e6, args.repeat))
         timings = {name: [] for name in runs}

@@ -30,7 +30,7 @@ for path in (ROOT, os.path.join(ROOT, ".venv", "collections")):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from ansible_collections.wfu.multisite.plugins.module_utils.db import client_option_file  # noqa: E402
+from ansible_collections.wfu.multisite.plugins.module_utils.db import Database  # noqa: E402
 from ansible_collections.wfu.multisite.plugins.module_utils.pipeline import Endpoint, SiteMigration  # noqa: E402
 from tests.integration.helpers import (ANSIBLE_PLAYBOOK, PeakMemory, create_database, environment,  # noqa: E402
                                        playbook_env, query, write_inventory)
@@ -55,15 +55,15 @@ def raw_copy(source, source_db, tables, target, scratch_db):
     """One hop, the plain way: dump piped into the client, both reading their password from an option file."""
     query(target, None, "DROP DATABASE IF EXISTS `%s`" % scratch_db)
     query(target, None, "CREATE DATABASE `%s` CHARACTER SET utf8mb4" % scratch_db)
-    with client_option_file(source.connection()) as source_options, \
-            client_option_file(target.connection()) as target_options:
-        script = ('mariadb-dump --defaults-extra-file="$1" --single-transaction --quick --skip-lock-tables '
+    with Database.from_params(source.connection()).client_options() as (source_options, source_fd), \
+            Database.from_params(target.connection()).client_options() as (target_options, target_fd):
+        script = ('mariadb-dump "$1" --single-transaction --quick --skip-lock-tables '
                   '--no-tablespaces --hex-blob --default-character-set=utf8mb4 --max-allowed-packet=1G "$3" '
-                  '"${@:5}" | mariadb --defaults-extra-file="$2" --binary-mode --max-allowed-packet=1G '
+                  '"${@:5}" | mariadb "$2" --binary-mode --max-allowed-packet=1G '
                   '--default-character-set=utf8mb4 "$4"')
         started = time.monotonic()
         subprocess.run(["bash", "-o", "pipefail", "-c", script, "raw", source_options, target_options, source_db,
-                        scratch_db] + list(tables), check=True)
+                        scratch_db] + list(tables), check=True, pass_fds=(source_fd, target_fd))
         seconds = time.monotonic() - started
     query(target, None, "DROP DATABASE `%s`" % scratch_db)
     return seconds

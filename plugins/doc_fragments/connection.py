@@ -14,8 +14,10 @@ attributes:
   idempotent:
     description: Whether a second run with the same arguments changes nothing.
 notes:
-  - Passwords are never placed on a command line; the MariaDB command-line tools receive them through a
-    temporary 0600 option file that is removed when the call ends.
+  - Passwords are never placed on a command line nor written to disk; the MariaDB command-line tools receive them
+    through an anonymous in-memory option file (0600) that disappears with the module process, however it ends.
+  - Every connection and statement is bounded in time (connect, read and write timeouts); a server that accepts
+    connections but does not answer is reported as C(server_not_answering), naming the database.
 requirements:
   - PyMySQL on the host that talks to the databases (the controller, unless C(migration_host) names another).
   - The mariadb-dump and mariadb (or mysqldump and mysql) clients for copies between servers; without them rows are
@@ -341,12 +343,23 @@ options:
     elements: str
     default: []
   work_dir:
-    description: Directory for temporary files (client option files); default the system temp directory.
+    description:
+      - Directory for temporary files (the client programs' error output, unlinked as soon as they are created);
+        default the system temp directory.
     type: path
   timeout:
     description:
-      - Seconds after which the call gives up, cleans up and fails with C(timed_out=true); 0 means no limit.
+      - Seconds after which the call gives up, stops its statements on the servers (C(KILL QUERY)), cleans up and
+        fails with C(timed_out=true); 0 means no limit. The socket timeouts of every statement follow it.
+      - When a server did not answer in that time the failure is C(systemic) (reason C(server_not_answering)) and
+        names the database; otherwise it is the site's (reason C(timeout)).
       - Set it below the task's C(timeout) keyword so the module cleans up itself before Ansible kills it.
     type: int
     default: 0
+  lock_wait:
+    description:
+      - Seconds to wait for the server-side lock of the site (or of the network tables) when another run holds it;
+        then the call fails as C(systemic) (reason C(site_in_use)), naming the connection that holds it.
+    type: int
+    default: 60
 """

@@ -6,16 +6,17 @@
 ``copy_tables`` picks one of three ways:
 
 ``insert_select``
-    both databases live on the same server (``db.same_server``): ``CREATE TABLE …
+    both databases live on the same server (``Database.same_server``): ``CREATE TABLE …
     LIKE`` and one ``INSERT … SELECT`` per table; the rows never leave the server.
 ``dump``
     across servers: ``mariadb-dump`` (or ``mysqldump``) piped into ``mariadb`` (or
-    ``mysql``).  Each tool reads its password from its own 0600 option file given as
-    its first argument, never from argv.  When nothing has to be rewritten the two
-    processes are joined by one OS pipe; when tables are renamed on the way (staging
-    names in the target) or the destination lacks a MySQL 8 collation the source
-    uses, the stream passes through ``DumpRewriter``, which edits only statement
-    heads and table definitions, never row data.
+    ``mysql``).  Each tool reads its password from its own in-memory option file
+    (``Database.client_options``) given as its first argument, never from argv.
+    When nothing has to be rewritten the two processes are joined by one OS pipe;
+    when tables are renamed on the way (staging names in the target) or the
+    destination lacks a MySQL 8 collation the source uses, the stream passes
+    through ``DumpRewriter``, which edits only statement heads and table
+    definitions, never row data.
 ``pymysql``
     when the client tools are missing (or asked for): rows stream from an
     unbuffered cursor inside one consistent snapshot and go out as multi-row
@@ -24,13 +25,18 @@
 A destination table that already has one of the destination names is dropped and
 created anew: callers choose names that may be replaced.  Afterwards the row count
 of every destination table is compared with its source (``verify_copy``).
+
+``dump_to_file`` writes the backup dump of a target's tables with the same
+``mariadb-dump`` invocation.  Time limits come from the caller's ``Deadline``.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import functools
+import gzip
 import os
 import re
 import shutil
@@ -42,10 +48,11 @@ import time
 
 from ansible_collections.wfu.multisite.plugins.module_utils import tables as tbl
 from ansible_collections.wfu.multisite.plugins.module_utils.db import (
-    ConfigError, client_option_file, connect, describe, pymysql, qualified, quote_identifier, same_server,
-    validate_identifier)
+    ConfigError, pymysql, qualified, quote_identifier, validate_identifier)
+from ansible_collections.wfu.multisite.plugins.module_utils.deadline import Deadline
 from ansible_collections.wfu.multisite.plugins.module_utils.errors import (
-    MISSING_BINARY, TIMEOUT, VERIFICATION, MigrationError, message_error_code, message_reason, redact)
+    CONFIGURATION, MISSING_BINARY, SYSTEMIC_REASONS, VERIFICATION, MigrationError, failure_reason,
+    message_error_code, message_reason, redact)
 
 METHODS = ("auto", "insert_select", "dump", "pymysql")
 
@@ -108,29 +115,29 @@ _DEFINITION_LINE = re.compile(rb"\n(?:  `|\) ENGINE=)[^\n]*")
 
 # -- public entry point ---------------------------------------------------------------------------------------------
 
-def copy_tables(source, source_db, tables, dest, dest_db, rename=None, method="auto", work_dir=None, timeout=None):
-    """Copy ``tables`` from ``source_db`` to ``dest_db``; return what was copied.
+def copy_tables(source, tables, dest, rename=None, method="auto", work_dir=None, deadline=None):
+    """Copy ``tables`` from the ``source`` database to the ``dest`` database; return what was copied.
 
-    ``source`` and ``dest`` are connection mappings (see db.py).  ``rename`` maps a
-    source table name to its destination name (tables not in it keep their names).
+    ``source`` and ``dest`` are ``db.Database`` values.  ``rename`` maps a source
+    table name to its destination name (tables not in it keep their names).
     Destination tables with those names are replaced.  ``method`` is ``auto``,
-    ``insert_select``, ``dump`` or ``pymysql``; ``work_dir`` holds the option files
-    and stderr captures (default: the system temp dir); ``timeout`` (seconds) bounds
-    the whole copy.
+    ``insert_select``, ``dump`` or ``pymysql``; ``work_dir`` holds the client
+    programs' stderr captures (default: the system temp dir); ``deadline`` (a
+    ``Deadline``) bounds the whole copy.
 
     Returns ``{method, tables: {dest_table: {rows, bytes}}, rows, bytes, seconds}``
     where ``bytes`` is the source's data + index size.  Raises MigrationError
     (phase ``copy``) classified ``systemic`` or ``site``.
     """
     started = time.monotonic()
-    deadline = Deadline(timeout)
+    deadline = deadline or Deadline()
     mapping = destination_names(tables, rename)
-    validate_identifier(source_db, "database name")
-    validate_identifier(dest_db, "database name")
+    validate_identifier(source.database, "database name")
+    validate_identifier(dest.database, "database name")
     overlap = sorted(set(mapping.values()) & set(mapping))
-    if overlap and source_db == dest_db and same_server(source, dest):
+    if overlap and source.same_database(dest):
         raise ConfigError("copying %s into the same database under the same names would destroy them (%s); give "
-                          "the copies other names" % (_where(source, source_db), ", ".join(overlap)))
+                          "the copies other names" % (source, ", ".join(overlap)))
     chosen = choose_method(source, dest, method)
     if work_dir:
         os.makedirs(work_dir, mode=0o700, exist_ok=True)
@@ -138,25 +145,23 @@ def copy_tables(source, source_db, tables, dest, dest_db, rename=None, method="a
     if not mapping:
         return result
     try:
-        with connect(source, source_db) as conn, _kill_at_deadline(deadline, [(source, conn)]) as fired, \
-                _copying(None, deadline, fired):
-            sizes = tbl.table_stats(conn, source_db, list(mapping))
+        with _copying(None, deadline), source.connect(deadline=deadline) as conn:
+            sizes = tbl.table_stats(conn, source.database, list(mapping))
             missing = [name for name in mapping if name not in sizes]
             if missing:
-                raise MigrationError("source table %s does not exist in %s" % (", ".join(missing),
-                                                                               _where(source, source_db)),
+                raise MigrationError("source table %s does not exist in %s" % (", ".join(missing), source),
                                      table=missing[0], phase="copy", failure_class="site")
-            rows_before = tbl.exact_row_counts(conn, source_db, list(mapping))
+            rows_before = tbl.exact_row_counts(conn, source.database, list(mapping))
             collations = {}
             if chosen != "insert_select":
-                collations = _collations_to_replace(conn, source_db, list(mapping), dest, dest_db)
+                collations = _collations_to_replace(conn, source, list(mapping), dest, deadline)
         if chosen == "insert_select":
-            _copy_by_insert_select(source, source_db, mapping, dest_db, deadline)
+            _copy_by_insert_select(source, mapping, dest, deadline)
         elif chosen == "dump":
-            _copy_by_dump(source, source_db, mapping, dest, dest_db, collations, work_dir, deadline)
+            _copy_by_dump(source, mapping, dest, collations, work_dir, deadline)
         else:
-            _copy_by_pymysql(source, source_db, mapping, dest, dest_db, collations, deadline)
-        counts = verify_copy(source, source_db, dest, dest_db, mapping, rows_before)
+            _copy_by_pymysql(source, mapping, dest, collations, deadline)
+        counts = verify_copy(source, dest, mapping, rows_before, deadline)
     except MigrationError as exc:
         exc.phase = exc.phase or "copy"
         raise
@@ -187,23 +192,23 @@ def destination_names(tables, rename=None):
 
 
 def choose_method(source, dest, method="auto"):
-    """The copy method to use for ``method`` between these two connection mappings."""
+    """The copy method to use for ``method`` between these two Databases."""
     if method not in METHODS:
         raise ConfigError("unknown copy method %r; use one of %s" % (method, ", ".join(METHODS)))
-    same = same_server(source, dest)
+    same = source.same_server(dest)
     if method == "auto":
         if same:
             return "insert_select"
         return "dump" if client_tools() else "pymysql"
     if method == "insert_select" and not same:
         raise ConfigError("insert_select needs both databases on one server reached as one user; %s and %s are not"
-                          % (describe(source), describe(dest)))
+                          % (source, dest))
     if method == "dump":
         required_client_tools()
     return method
 
 
-def verify_copy(source, source_db, dest, dest_db, mapping, rows_before):
+def verify_copy(source, dest, mapping, rows_before, deadline=None):
     """Compare the row count of each destination table with its source; return ``{dest_table: rows}``.
 
     ``rows_before`` are the source counts taken just before the copy.  A live source
@@ -211,11 +216,12 @@ def verify_copy(source, source_db, dest, dest_db, mapping, rows_before):
     either before or after the copy is accepted; anything else raises MigrationError
     (reason ``verification``).
     """
-    with connect(dest, dest_db) as conn:
+    source_db, dest_db = source.database, dest.database
+    with dest.connect(deadline=deadline) as conn:
         arrived = tbl.exact_row_counts(conn, dest_db, list(mapping.values()))
     differing = [name for name, target in mapping.items() if arrived[target] != rows_before[name]]
     if differing:
-        with connect(source, source_db) as conn:
+        with source.connect(deadline=deadline) as conn:
             rows_now = tbl.exact_row_counts(conn, source_db, differing)
         for name in differing:
             target = mapping[name]
@@ -264,18 +270,27 @@ def is_mysql_tool(path):
     return "mariadb" not in (completed.stdout + completed.stderr).lower()
 
 
-def dump_command(dump_path, option_file, database, tables):
-    """argv of the dump: the option file first, then our flags, the database and its tables."""
+ClientCommand = collections.namedtuple("ClientCommand", "argv fds")
+ClientCommand.__doc__ = "A client program's argv and the file descriptors (its option file) it must inherit."
+
+
+def dump_command(dump_path, options, database, tables):
+    """The dump of ``tables``: the option file first, then our flags, the database and its tables.
+
+    ``options`` is what ``Database.client_options()`` yields.
+    """
     flags = list(DUMP_FLAGS)
     if is_mysql_tool(dump_path):
         flags.extend(MYSQL_DUMP_FLAGS)
-    return [dump_path, "--defaults-extra-file=" + option_file] + flags + [database] + list(tables)
+    argument, fd = options
+    return ClientCommand([dump_path, argument] + flags + [database] + list(tables), (fd,))
 
 
-def load_command(client_path, option_file, database):
-    """argv of the loader that reads a dump on stdin into ``database``."""
+def load_command(client_path, options, database):
+    """The loader that reads a dump on stdin into ``database``."""
     flags = list(LOAD_FLAGS) if is_mysql_tool(client_path) else list(LOAD_FLAGS + MARIADB_LOAD_FLAGS)
-    return [client_path, "--defaults-extra-file=" + option_file] + flags + [database]
+    argument, fd = options
+    return ClientCommand([client_path, argument] + flags + [database], (fd,))
 
 
 class DumpRewriter:
@@ -350,8 +365,9 @@ def rewrite_collations(text, collations):
     return _DEFINITION_LINE.sub(replace_in_line, text)
 
 
-def _collations_to_replace(source_conn, source_db, tables, dest, dest_db):
+def _collations_to_replace(source_conn, source, tables, dest, deadline):
     """``{collation: replacement}`` for the MySQL-only collations these tables use and the destination lacks."""
+    source_db = source.database
     names = list(MYSQL_ONLY_COLLATIONS)
     marks = ", ".join(["%s"] * len(names))
     table_marks = ", ".join(["%s"] * len(tables))
@@ -364,39 +380,39 @@ def _collations_to_replace(source_conn, source_db, tables, dest, dest_db):
         used = {_text(row[0]) for row in cur.fetchall()}
     if not used:
         return {}
-    with connect(dest, dest_db) as conn, conn.cursor() as cur:
+    with dest.connect(deadline=deadline) as conn, conn.cursor() as cur:
         cur.execute("SELECT COLLATION_NAME FROM information_schema.COLLATIONS WHERE COLLATION_NAME IN (%s)"
                     % ", ".join(["%s"] * len(used)), sorted(used))
         known = {_text(row[0]) for row in cur.fetchall()}
     return {name: MYSQL_ONLY_COLLATIONS[name] for name in sorted(used - known)}
 
 
-def _copy_by_dump(source, source_db, mapping, dest, dest_db, collations, work_dir, deadline):
+def _copy_by_dump(source, mapping, dest, collations, work_dir, deadline):
     dump_path, client_path = required_client_tools()
     rewriter = DumpRewriter(renames=mapping, collations=collations)
     with contextlib.ExitStack() as stack:
-        source_options = stack.enter_context(client_option_file(source, work_dir))
-        dest_options = stack.enter_context(client_option_file(dest, work_dir))
+        source_options = stack.enter_context(source.client_options())
+        dest_options = stack.enter_context(dest.client_options())
         dump_errors = stack.enter_context(tempfile.TemporaryFile(prefix="wfu-dump-", dir=work_dir))
         load_errors = stack.enter_context(tempfile.TemporaryFile(prefix="wfu-load-", dir=work_dir))
-        pipeline = DumpPipeline(dump_command(dump_path, source_options, source_db, list(mapping)),
-                                load_command(client_path, dest_options, dest_db),
+        pipeline = DumpPipeline(dump_command(dump_path, source_options, source.database, list(mapping)),
+                                load_command(client_path, dest_options, dest.database),
                                 dump_errors, load_errors, rewriter if rewriter.active else None, deadline)
         pipeline.run()
         failure = None if pipeline.timed_out else pipeline.failure()
     if pipeline.timed_out:
-        raise deadline.error()
+        raise deadline.failure()
     if failure:
         side, text, status = failure
         if side == "dump":
-            action, where, program = "dumping from", _where(source, source_db), dump_path
+            action, database, program = "dumping from", source, dump_path
         else:
-            action, where, program = "loading into", _where(dest, dest_db), client_path
+            action, database, program = "loading into", dest, client_path
         how = "was killed by signal %d" % -status if status < 0 else "failed (exit status %d)" % status
-        raise MigrationError("%s %s: %s %s: %s" % (action, where, os.path.basename(program), how,
+        raise MigrationError("%s %s: %s %s: %s" % (action, database, os.path.basename(program), how,
                                                    text or "no error message"),
                              table=_table_named_in(text, mapping), phase="copy", error_code=message_error_code(text),
-                             reason=message_reason(text))
+                             reason=message_reason(text), database=database)
 
 
 def _table_named_in(text, mapping):
@@ -422,9 +438,10 @@ def _die_with_parent():
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def spawn_client(argv, **kwargs):
-    """Start a MariaDB command-line client that does not outlive the calling process."""
-    return subprocess.Popen(argv, preexec_fn=_die_with_parent, **kwargs)  # pylint: disable=subprocess-popen-preexec-fn
+def spawn_client(command, **kwargs):
+    """Start a MariaDB command-line client (a ``ClientCommand``) that does not outlive the calling process."""
+    return subprocess.Popen(command.argv, pass_fds=command.fds,  # pylint: disable=subprocess-popen-preexec-fn
+                            preexec_fn=_die_with_parent, **kwargs)
 
 
 class DumpPipeline:
@@ -436,9 +453,9 @@ class DumpPipeline:
     through Python; without one the loader reads the dump's pipe directly.
     """
 
-    def __init__(self, dump_argv, load_argv, dump_errors, load_errors, rewriter, deadline):
-        self.dump_argv = dump_argv
-        self.load_argv = load_argv
+    def __init__(self, dump_command, load_command, dump_errors, load_errors, rewriter, deadline):
+        self.dump_command = dump_command
+        self.load_command = load_command
         self.dump_errors = dump_errors
         self.load_errors = load_errors
         self.rewriter = rewriter
@@ -452,15 +469,15 @@ class DumpPipeline:
     def run(self):
         supervisor = threading.Thread(target=self._supervise, name="wfu-copy-supervisor", daemon=True)
         try:
-            self.dump = spawn_client(self.dump_argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            self.dump = spawn_client(self.dump_command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=self.dump_errors)
             if self.rewriter is None:
-                self.load = spawn_client(self.load_argv, stdin=self.dump.stdout, stdout=subprocess.DEVNULL,
+                self.load = spawn_client(self.load_command, stdin=self.dump.stdout, stdout=subprocess.DEVNULL,
                                          stderr=self.load_errors)
                 # Only the loader may hold the read end, or the dump would not notice the loader dying.
                 self.dump.stdout.close()
             else:
-                self.load = spawn_client(self.load_argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                self.load = spawn_client(self.load_command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                          stderr=self.load_errors)
             supervisor.start()
             if self.rewriter is not None:
@@ -560,9 +577,9 @@ def _error_text(handle, limit=64 * 1024):
 
 # -- same server: INSERT ... SELECT ----------------------------------------------------------------------------------
 
-def _copy_by_insert_select(source, source_db, mapping, dest_db, deadline):
-    with connect(source, source_db) as conn, _kill_at_deadline(deadline, [(source, conn)]) as fired, \
-            conn.cursor() as cur:
+def _copy_by_insert_select(source, mapping, dest, deadline):
+    source_db, dest_db = source.database, dest.database
+    with source.connect(deadline=deadline) as conn, conn.cursor() as cur:
         cur.execute(COPY_SESSION)
         # Under REPEATABLE READ, INSERT ... SELECT share-locks every source row it reads, and the live site's
         # writes wait.  READ COMMITTED reads a snapshot instead; only statement-based binary logging forbids it.
@@ -571,7 +588,7 @@ def _copy_by_insert_select(source, source_db, mapping, dest_db, deadline):
         if not (int(log_bin) and binlog_format.upper() == "STATEMENT"):
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         for name, target in mapping.items():
-            with _copying(name, deadline, fired):
+            with _copying(name, deadline):
                 columns = ", ".join(quote_identifier(column) for column, _kind in _copyable_columns(cur, source_db, name))
                 cur.execute("DROP TABLE IF EXISTS " + qualified(dest_db, target))
                 cur.execute("CREATE TABLE %s LIKE %s" % (qualified(dest_db, target), qualified(source_db, name)))
@@ -580,17 +597,17 @@ def _copy_by_insert_select(source, source_db, mapping, dest_db, deadline):
 
 
 @contextlib.contextmanager
-def _copying(table, deadline, fired):
-    """Give any failure while copying ``table`` its context; a query killed at the deadline is a timeout."""
+def _copying(table, deadline):
+    """Give any failure while copying ``table`` its context; a query killed at the deadline is the deadline's."""
     if deadline.expired():
-        raise deadline.error(table)
+        raise deadline.failure(table)
     try:
         yield
     except MigrationError:
         raise
     except Exception as exc:
-        if fired.is_set():
-            raise deadline.error(table) from exc
+        if deadline.expired():
+            raise deadline.failure(table) from exc
         raise MigrationError.wrap(exc, table=table, phase="copy") from exc
 
 
@@ -607,9 +624,9 @@ def _copyable_columns(cur, database, table):
 
 # -- no client tools: stream through PyMySQL -------------------------------------------------------------------------
 
-def _copy_by_pymysql(source, source_db, mapping, dest, dest_db, collations, deadline):
-    with connect(source, source_db) as reader, connect(dest, dest_db) as writer, \
-            _kill_at_deadline(deadline, [(source, reader), (dest, writer)]) as fired:
+def _copy_by_pymysql(source, mapping, dest, collations, deadline):
+    source_db, dest_db = source.database, dest.database
+    with source.connect(deadline=deadline) as reader, dest.connect(deadline=deadline) as writer:
         # Values arrive as the server's bytes and go back as literals: nothing is decoded or converted.
         reader.use_unicode = False
         reader.decoders = {}
@@ -621,7 +638,7 @@ def _copy_by_pymysql(source, source_db, mapping, dest, dest_db, collations, dead
             out.execute("SELECT @@max_allowed_packet")
             packet_limit = int(out.fetchone()[0])
             for name, target in mapping.items():
-                with _copying(name, deadline, fired):
+                with _copying(name, deadline):
                     columns = _copyable_columns(meta, source_db, name)
                     meta.execute("SHOW CREATE TABLE " + qualified(source_db, name))
                     create = _renamed_definition(meta.fetchone()[1], name, target, collations)
@@ -651,7 +668,7 @@ def _stream_rows(reader, out, source, target, columns, packet_limit, deadline):
             if batch and size + len(values) + 1 > statement_limit:
                 out.execute(head + b",".join(batch))
                 if deadline.expired():
-                    raise deadline.error(source[1])
+                    raise deadline.failure(source[1])
                 batch, size = [], len(head)
             batch.append(values)
             size += len(values) + 1
@@ -698,57 +715,60 @@ def _renamed_definition(create, name, target, collations):
     return rewrite_collations(create, collations) if collations else create
 
 
-# -- deadline ---------------------------------------------------------------------------------------------------------
+# -- backups -------------------------------------------------------------------------------------------------------
 
-class Deadline:
-    """A point in time after which the copy gives up (None: never)."""
+def dump_to_file(database, tables, path, work_dir=None, deadline=None):
+    """Dump ``tables`` of ``database`` (a ``db.Database``) to the gzip file ``path`` (0600); return ``path``.
 
-    def __init__(self, seconds):
-        self.seconds = seconds or None
-        self.at = time.monotonic() + seconds if seconds else None
-
-    def remaining(self):
-        return None if self.at is None else max(0.0, self.at - time.monotonic())
-
-    def expired(self):
-        return self.at is not None and time.monotonic() >= self.at
-
-    def error(self, table=None):
-        return MigrationError("the copy did not finish within %s s" % self.seconds, table=table, phase="copy",
-                              reason=TIMEOUT)
-
-
-@contextlib.contextmanager
-def _kill_at_deadline(deadline, connections):
-    """At the deadline, ``KILL QUERY`` what the given connections are running (from fresh connections).
-
-    Yields an Event that is set once the deadline fired.
+    The dump is the copy's own (``dump_command``), read while it runs; its stderr goes to a temp file.  The
+    file is written as ``<path>.partial`` and renamed when complete; on any failure (a full disk, a failed
+    dump, the deadline) the partial file is removed.  Raises MigrationError (phase ``backup``).
     """
-    fired = threading.Event()
-    if deadline.at is None:
-        yield fired
-        return
-    targets = [(params, conn.thread_id()) for params, conn in connections]
-
-    def kill():
-        fired.set()
-        for params, thread_id in targets:
-            with contextlib.suppress(Exception), connect(params) as killer, killer.cursor() as cur:
-                cur.execute("KILL QUERY %d" % int(thread_id))
-
-    timer = threading.Timer(deadline.remaining(), kill)
-    timer.daemon = True
-    timer.start()
+    partial = path + ".partial"
     try:
-        yield fired
-    finally:
-        timer.cancel()
-        timer.join()
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        with contextlib.ExitStack() as stack:
+            options = stack.enter_context(database.client_options())
+            errors = stack.enter_context(tempfile.TemporaryFile(prefix="wfu-backup-", dir=work_dir))
+            dump = spawn_client(dump_command(dump_binary(), options, database.database, tables),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors)
+            try:
+                _write_gzip(dump.stdout, partial, deadline or Deadline())
+            finally:
+                if dump.poll() is None:
+                    dump.kill()
+                dump.wait()
+                dump.stdout.close()
+            if dump.returncode != 0:
+                text = _error_text(errors)
+                raise MigrationError("the backup dump of %s failed: %s" % (database, text or "no error message"),
+                                     phase="backup", error_code=message_error_code(text), reason=message_reason(text),
+                                     database=database)
+        os.replace(partial, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        if isinstance(exc, OSError):
+            # The backup file cannot be written on this host: every site would fail the same way.
+            reason = failure_reason(exc)
+            raise MigrationError("cannot write the backup file %s: %s" % (path, exc), phase="backup",
+                                 reason=reason if reason in SYSTEMIC_REASONS else CONFIGURATION,
+                                 hint="make backup_dir a writable directory with room for the dump, or leave it "
+                                      "out to keep the previous tables only in the target") from exc
+        raise
+    return path
 
 
-def _where(params, database):
-    """``host:port/database`` for messages (never the password)."""
-    return "%s/%s" % (describe(params).rsplit("/", 1)[0], database)
+def _write_gzip(stream, path, deadline):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "wb") as raw:
+        with gzip.GzipFile(fileobj=raw, mode="wb") as out:
+            for chunk in iter(lambda: stream.read(CHUNK), b""):
+                out.write(chunk)
+                if deadline.expired():
+                    raise deadline.failure()
+        raw.flush()
+        os.fsync(raw.fileno())
 
 
 def _text(value):

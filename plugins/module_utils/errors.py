@@ -25,7 +25,10 @@ import os
 import re
 import subprocess
 
-from ansible_collections.wfu.multisite.plugins.module_utils.db import ConfigError, pymysql
+try:
+    import pymysql
+except ImportError:  # pragma: no cover - db.py reports the missing driver
+    pymysql = None
 
 CLIENT_PROGRAMS = frozenset(("mariadb", "mariadb-dump", "mysql", "mysqldump"))
 
@@ -35,6 +38,9 @@ SITE = "site"
 # Why a failure happened; every reason but the last three is systemic.  ENVIRONMENT is the systemic
 # reason of a MigrationError raised as systemic without a more precise one.
 CONNECTION = "connection"
+SERVER_NOT_ANSWERING = "server_not_answering"
+SITE_IN_USE = "site_in_use"
+INTERRUPTED = "interrupted"
 ACCESS = "access"
 DISK_FULL = "disk_full"
 READ_ONLY = "read_only"
@@ -48,12 +54,19 @@ TIMEOUT = "timeout"
 VERIFICATION = "verification"
 SITE_DATA = "site_data"
 
-SYSTEMIC_REASONS = frozenset((CONNECTION, ACCESS, DISK_FULL, READ_ONLY, SHUTDOWN, RESOURCES, MISSING_DATABASE,
+SYSTEMIC_REASONS = frozenset((CONNECTION, SERVER_NOT_ANSWERING, SITE_IN_USE, INTERRUPTED, ACCESS, DISK_FULL, READ_ONLY, SHUTDOWN, RESOURCES, MISSING_DATABASE,
                               MISSING_BINARY, CONFIGURATION, ENVIRONMENT))
 
 HINTS = {
     CONNECTION: "Check that the database server is running and reachable from the host that runs the migration "
                 "(host, port, socket, firewall, TLS settings), then resume the migration.",
+    SERVER_NOT_ANSWERING: "The server accepts connections but does not reply (stopped, hung or overloaded); "
+                          "check it and its host, then resume the migration.",
+    SITE_IN_USE: "Another migration is working on this site right now (the connection named in the message). "
+                 "Wait for it to finish; if it is a leftover, end that connection on the server (KILL <id>), then "
+                 "retry.",
+    INTERRUPTED: "The run that started this call is gone, so the call stopped and undid its work; resume the "
+                 "migration.",
     ACCESS: "Check the user, password and privileges configured for this database (wfu_environments or "
             "wfu_migration_db), then resume the migration.",
     DISK_FULL: "Free disk space on the database server (or in work_dir on the migration host), then resume "
@@ -151,19 +164,25 @@ _URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]+:)([^\s@/]+)(?=@
 REDACTED = "********"
 
 
+class ConfigError(ValueError):
+    """Bad connection settings or identifiers given by the user."""
+
+
 class MigrationError(Exception):
     """A failure with the context a person needs: which site, which table, which phase, and what to do next.
 
     ``failure_class`` is ``systemic`` or ``site`` (see the module docstring);
     ``reason`` says more precisely why (``connection``, ``access``, ``disk_full``,
     ``timeout``, ``verification``, ...); ``error_code`` is the server's or the
-    client tool's error number when there was one.
+    client tool's error number when there was one; ``database`` the ``db.Database``
+    the failure happened on, when one is known.
     """
 
     def __init__(self, message, site_id=None, table=None, phase=None, failure_class=None, hint=None,
-                 error_code=None, reason=None):
+                 error_code=None, reason=None, database=None):
         super().__init__(message)
         self.message = str(message)
+        self.database = database
         self.site_id = site_id
         self.table = table
         self.phase = phase
@@ -184,8 +203,13 @@ class MigrationError(Exception):
             exc.hint = hint or exc.hint
             return exc
         reason = failure_reason(exc)
-        wrapped = cls(_exception_text(exc), site_id=site_id, table=table, phase=phase, hint=hint,
-                      error_code=error_code(exc), reason=reason)
+        # db.Database.connect() marks the driver's errors with the database of the connection.
+        database = getattr(exc, "wfu_database", None)
+        text = exception_text(exc)
+        if database is not None:
+            text = "%s: %s" % (database, text)
+        wrapped = cls(text, site_id=site_id, table=table, phase=phase, hint=hint, error_code=error_code(exc),
+                      reason=reason, database=database)
         wrapped.__cause__ = exc
         return wrapped
 
@@ -243,11 +267,6 @@ def message_reason(text):
     return SITE_DATA
 
 
-def classify_message(text):
-    """``systemic`` or ``site`` for the stderr of mariadb, mariadb-dump, mysql or mysqldump."""
-    return SYSTEMIC if message_reason(text) in SYSTEMIC_REASONS else SITE
-
-
 def failure_reason(exc):
     """Why ``exc`` happened: one of the reason names of this module."""
     if isinstance(exc, MigrationError):
@@ -260,10 +279,13 @@ def failure_reason(exc):
         if isinstance(exc, pymysql.err.InterfaceError):
             # PyMySQL raises InterfaceError when the connection is already closed.
             return CONNECTION
-        text = _exception_text(exc)
+        text = exception_text(exc)
         if _DISK_FULL_TEXT.search(text):
             return DISK_FULL
         code = error_code(exc)
+        if code in (2003, 2013) and "timed out" in text:
+            # The socket's timeout ran out: the server took the connection but never answered.
+            return SERVER_NOT_ANSWERING
         return _REASON_BY_CODE.get(code, SITE_DATA) if code is not None else message_reason(text)
     if isinstance(exc, FileNotFoundError):
         # subprocess names the program it could not start in ``filename``.
@@ -302,9 +324,10 @@ def redact(text, secrets=()):
 
 def failure_result(exc, phase=None, site_id=None, table=None, hint=None, secrets=()):
     """The keys a module passes to ``fail_json`` for ``exc``: msg, failure_class, reason, error_code, phase,
-    site_id, table, hint.  Context already on a MigrationError wins over the arguments."""
+    site_id, table, hint, database.  Context already on a MigrationError wins over the arguments."""
     error = MigrationError.wrap(exc, site_id=site_id, table=table, phase=phase, hint=hint)
     return {
+        "database": error.database.identity() if error.database is not None else None,
         "msg": redact(str(error), secrets),
         "failure_class": error.failure_class,
         "reason": error.reason,
@@ -316,7 +339,8 @@ def failure_result(exc, phase=None, site_id=None, table=None, hint=None, secrets
     }
 
 
-def _exception_text(exc):
+def exception_text(exc):
+    """The message of ``exc`` without the driver's error number."""
     if pymysql is not None and isinstance(exc, pymysql.err.MySQLError) and len(exc.args) >= 2:
         return str(exc.args[1])
     text = str(exc)

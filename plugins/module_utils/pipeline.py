@@ -1,56 +1,76 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to wfu.multisite
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The per-site and network pipelines: copy → search-replace → stage → verify → swap → clean.
+"""The per-site and network pipelines: lock → copy → search-replace → stage → verify → swap → clean.
 
 The target is never half-written: transformed tables arrive in the target under
 staging names, are verified there, and replace the live tables in one
 ``RENAME TABLE`` statement that also moves the live tables aside as the backup.
 The backup is dropped only after the new tables are verified in place; if that
 check fails the same statement runs backwards.  Whatever a call created in the
-migration database or the target is dropped in ``finally`` when it fails.
+migration database or the target is dropped when it fails.
+
+One writer per site: the call holds the site's server-side lock (server_locks.py)
+on the target's server and on the migration database's server from before its
+first write to the end.  Every wait is bounded by the call's ``Deadline``; the
+cleanup after a failure uses short timeouts of its own and leaves alone a server
+that did not answer.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gzip
+import copy
 import os
-import signal
-import subprocess
 import time
 
+from ansible_collections.wfu.multisite.plugins.module_utils import server_locks
 from ansible_collections.wfu.multisite.plugins.module_utils import tables as tbl
-from ansible_collections.wfu.multisite.plugins.module_utils.copy_engine import copy_tables, dump_binary, spawn_client
+from ansible_collections.wfu.multisite.plugins.module_utils.copy_engine import copy_tables, dump_to_file
 from ansible_collections.wfu.multisite.plugins.module_utils.db import (
-    ConfigError, client_option_file, connect, qualified, quote_identifier, resolve, same_database, same_server)
+    ConfigError, Database, qualified, quote_identifier)
+from ansible_collections.wfu.multisite.plugins.module_utils.deadline import Deadline
 from ansible_collections.wfu.multisite.plugins.module_utils.errors import (
-    CONFIGURATION, SYSTEMIC_REASONS, MigrationError, failure_reason)
+    SERVER_NOT_ANSWERING, TIMEOUT, MigrationError)
 from ansible_collections.wfu.multisite.plugins.module_utils.replace_rules import (
     Environment, Network, derive_rules, map_site_address, site_url)
 from ansible_collections.wfu.multisite.plugins.module_utils.search_replace import HostPair
 from ansible_collections.wfu.multisite.plugins.module_utils.sites import read_blogs
 from ansible_collections.wfu.multisite.plugins.module_utils.table_replace import replace_in_tables
 
+# What to do with a site's tables that only the target has (``target_only_tables``).
+KEEP = "keep"
+MOVE_ASIDE = "move_aside"
+TARGET_ONLY_RULES = (KEEP, MOVE_ASIDE)
+# Seconds the server-side lock of a site is waited for when the caller does not say.
+LOCK_WAIT = 60
+# Bounds of the cleanup after a failure: it must not hang on a server that stopped answering.
+CLEANUP_CONNECT_TIMEOUT = 5
+CLEANUP_STATEMENT_TIMEOUT = 30
+
 
 class Endpoint:
     """One side of a migration: the database of an environment and its addressing settings."""
 
-    def __init__(self, settings):
+    def __init__(self, settings, role=None):
         settings = dict(settings or {})
         self.name = settings.pop("name", None) or "?"
-        self.db = settings.get("db") or {}
-        if not isinstance(self.db, dict) or not self.db:
+        db = settings.get("db") or {}
+        if not isinstance(db, dict) or not db:
             raise ConfigError("environment %s: db is missing (host/port/user/password/database or config_file)"
                               % self.name)
-        self.database = resolve(self.db).get("database")
+        self.db = Database.from_params(db, role=role, env=self.name)
+        self.database = self.db.database
         if not self.database:
             raise ConfigError("environment %s: db.database is missing" % self.name)
         self.prefix = tbl.validate_prefix(settings.get("table_prefix") or "wp_")
         self.addressing = Environment.from_config(self.name, {k: v for k, v in settings.items() if v is not None})
 
-    def connect(self):
-        return connect(self.db)
+    def playing(self, role):
+        """This environment as the source or the target of a migration."""
+        endpoint = copy.copy(self)
+        endpoint.db = self.db.playing(role)
+        return endpoint
 
 
 def rules_for_display(rules):
@@ -75,45 +95,6 @@ class PhaseTimer:
             self.durations[name] = round(self.durations.get(name, 0.0) + time.monotonic() - start, 3)
 
 
-def _rename_statement(database, moves):
-    """One RENAME TABLE statement for ``[(from, to), ...]`` — atomic in MariaDB and MySQL."""
-    return "RENAME TABLE " + ", ".join(
-        "%s.%s TO %s.%s" % (quote_identifier(database), quote_identifier(a), quote_identifier(database), quote_identifier(b))
-        for a, b in moves)
-
-
-def dump_to_file(params, database, tables, path):
-    """Dump tables to a gzip file with mariadb-dump (password in a 0600 option file, never on argv)."""
-    binary = dump_binary()
-    partial = path + ".partial"
-    try:
-        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-        with client_option_file(params) as option_file, open(os.devnull, "wb") as devnull:
-            cmd = [binary, "--defaults-extra-file=" + option_file, "--single-transaction", "--quick",
-                   "--skip-lock-tables", "--no-tablespaces", "--hex-blob", "--default-character-set=utf8mb4",
-                   database] + list(tables)
-            with gzip.open(partial, "wb") as out:
-                proc = spawn_client(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=devnull)
-                for chunk in iter(lambda: proc.stdout.read(1 << 20), b""):
-                    out.write(chunk)
-                stderr = proc.stderr.read().decode("utf-8", "replace")
-                proc.wait()
-    except OSError as exc:
-        # The backup file cannot be written on this host: every site would fail the same way.
-        reason = failure_reason(exc)
-        raise MigrationError("cannot write the backup file %s: %s" % (path, exc), phase="backup",
-                             reason=reason if reason in SYSTEMIC_REASONS else CONFIGURATION,
-                             hint="make backup_dir a writable directory with room for the dump, or leave it out "
-                                  "to keep the previous tables only in the target") from exc
-    if proc.returncode != 0:
-        with contextlib.suppress(OSError):
-            os.unlink(partial)
-        raise MigrationError("backup dump of %s failed: %s" % (database, stderr.strip()[-500:]), phase="backup")
-    os.chmod(partial, 0o600)
-    os.replace(partial, path)
-    return path
-
-
 def work_skip_columns(entries, work):
     """Point ``table.column`` entries at the work copies; bare column names apply to every table."""
     translated = []
@@ -124,96 +105,108 @@ def work_skip_columns(entries, work):
 
 
 class PipelineTimeout(MigrationError):
-    """The call ran out of its time budget; raised from a SIGALRM handler."""
-
-
-@contextlib.contextmanager
-def deadline(seconds, pipeline):
-    """Raise PipelineTimeout in the main thread after ``seconds`` (0 = no limit); fires once."""
-    if not seconds:
-        yield
-        return
-
-    def expire(_signum, _frame):
-        signal.signal(signal.SIGALRM, signal.SIG_IGN)
-        raise PipelineTimeout("%s did not finish within %d s (phase %s)"
-                              % (pipeline.label(), seconds, pipeline.timer.current),
-                              site_id=getattr(pipeline, "site_id", None), phase=pipeline.timer.current,
-                              failure_class="site",
-                              hint="raise site_timeout, or list the site in large_sites so it gets "
-                                   "large_site_timeout_factor times more")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(int(seconds))
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+    """The call ran out of its time budget."""
 
 
 class _TablePipeline:
-    """Shared machinery: move a set of tables through the migration DB into the target."""
+    """Shared machinery: move a set of tables through the migration DB into the target.
 
-    kind = "site"
+    ``owner`` is what the tables belong to: a site id, or ``'network'``.
+    """
+
+    owner = None
 
     def __init__(self, source, target, migration_db, options, check_mode=False):
-        self.source = source
-        self.target = target
-        self.migration_db = migration_db
-        self.migration_database = resolve(migration_db).get("database")
-        if not self.migration_database:
+        self.source = source.playing("source")
+        self.target = target.playing("target")
+        self.migration = Database.from_params(migration_db, role="migration")
+        if not self.migration.database:
             raise ConfigError("migration_db.database is missing")
-        for env in (source, target):
-            if same_database(env.db, migration_db):
+        for env in (self.source, self.target):
+            if env.db.same_database(self.migration):
                 raise ConfigError("the migration database %s is the %s environment's database; give the migration "
-                                  "its own database" % (self.migration_database, env.name))
-        if same_database(source.db, target.db):
-            raise ConfigError("source (%s) and target (%s) are the same database" % (source.name, target.name))
+                                  "its own database" % (self.migration.database, env.name))
+        if self.source.db.same_database(self.target.db):
+            raise ConfigError("source (%s) and target (%s) are the same database" % (self.source.name,
+                                                                                     self.target.name))
         self.options = options
+        lock_wait = options.get("lock_wait", LOCK_WAIT)
+        if isinstance(lock_wait, bool) or not isinstance(lock_wait, int) or lock_wait < 0:
+            raise ConfigError("lock_wait must be a number of seconds >= 0, got %r" % (lock_wait,))
         self.check_mode = check_mode
         self.timer = PhaseTimer()
+        self.deadline = Deadline()
         self.created_work = []
         self.created_stage = []
         self.swapped = None
+        self.locks = []
         self.result = {"changed": False}
 
     # -- steps shared by sites and the network ------------------------------------------------
     def label(self):
-        return "site %d" % self.site_id if getattr(self, "site_id", None) else "the network tables"
+        return server_locks.owner_label(self.owner)
 
-    def _error(self, message, table=None, hint=None, failure_class=None):
-        return MigrationError(message, site_id=getattr(self, "site_id", None), table=table,
-                              phase=self.timer.current, failure_class=failure_class, hint=hint)
+    def _site_id(self):
+        return self.owner if self.owner != "network" else None
+
+    def _error(self, message, table=None, hint=None, failure_class=None, reason=None):
+        return MigrationError(message, site_id=self._site_id(), table=table, phase=self.timer.current,
+                              failure_class=failure_class, hint=hint, reason=reason)
+
+    @contextlib.contextmanager
+    def _connections(self):
+        """One connection to each of source, target and migration database, bounded by the call's deadline.
+
+        They are gone (and the locks they hold released) before a failure's cleanup starts: a failure aborts
+        them, so that nothing this call sent is run later by a server that hung.
+        """
+        with contextlib.ExitStack() as stack:
+            with self.timer.phase("connect"):
+                connections = [stack.enter_context(db.connect(deadline=self.deadline))
+                               for db in (self.source.db, self.target.db, self.migration)]
+            yield connections
+
+    def _lock(self, tgt_conn, mig_conn):
+        """Take the owner's lock on the target's server, then on the migration database's server."""
+        for conn, database in ((tgt_conn, self.target.db), (mig_conn, self.migration)):
+            wait = self.options.get("lock_wait", LOCK_WAIT)
+            remaining = self.deadline.remaining()
+            if remaining is not None:
+                wait = min(wait, int(remaining))
+            self.locks.append(server_locks.acquire(conn, database, self.owner, wait))
 
     def _copy_to_work(self, tables, work_names):
         # Recorded first: a copy that fails half-way (a broken dump, a row count that does not match) has already
         # created some of them.
         self.created_work.extend(work_names.values())
-        return copy_tables(self.source.db, self.source.database, tables, self.migration_db, self.migration_database,
-                           rename=work_names, work_dir=self.options.get("work_dir"))
+        return copy_tables(self.source.db, tables, self.migration, rename=work_names,
+                           work_dir=self.options.get("work_dir"), deadline=self.deadline)
+
+    def _replace(self, work, rules, skip_columns):
+        return replace_in_tables(self.migration, self.migration.database, list(work.values()), rules,
+                                 skip_columns=skip_columns, deadline=self.deadline)
 
     def _stage(self, mig_conn, work_to_stage):
         """Put the transformed tables into the target under staging names; return their expected row counts."""
-        counts = tbl.exact_row_counts(mig_conn, self.migration_database, list(work_to_stage))
+        counts = tbl.exact_row_counts(mig_conn, self.migration.database, list(work_to_stage))
         self.created_stage.extend(work_to_stage.values())
-        if same_server(self.migration_db, self.target.db):
+        if self.migration.same_server(self.target.db):
             # Migration database on the target's server: moving the tables over is a rename, not a copy.
-            moves = ", ".join("%s TO %s" % (qualified(self.migration_database, work), qualified(self.target.database, stage))
-                              for work, stage in sorted(work_to_stage.items()))
-            with mig_conn.cursor() as cur:
-                cur.execute("RENAME TABLE " + moves)
+            tbl.rename_tables(mig_conn, self.migration.database, sorted(work_to_stage.items()),
+                              to_database=self.target.database)
             self.created_work = [t for t in self.created_work if t not in work_to_stage]
         else:
-            copy_tables(self.migration_db, self.migration_database, list(work_to_stage), self.target.db,
-                        self.target.database, rename=work_to_stage, work_dir=self.options.get("work_dir"))
+            copy_tables(self.migration, list(work_to_stage), self.target.db, rename=work_to_stage,
+                        work_dir=self.options.get("work_dir"), deadline=self.deadline)
         return {work_to_stage[work]: rows for work, rows in counts.items()}
 
-    def _clean(self, mig_conn, tgt_conn, owner):
-        """Drop what an earlier attempt for this site (or the network) left in the migration DB and the target."""
-        leftovers = tbl.work_tables_of(tbl.list_tables(mig_conn, self.migration_database), owner)
-        tbl.drop_tables(mig_conn, self.migration_database, leftovers)
-        tbl.clear_target_leftovers(tgt_conn, self.target.database, self.target.prefix, owner)
+    def _clean(self, mig_conn, tgt_conn):
+        """Drop what an earlier attempt for this owner left in the migration DB and the target."""
+        leftovers = tbl.work_tables_of(tbl.list_tables(mig_conn, self.migration.database), self.owner)
+        tbl.drop_tables(mig_conn, self.migration.database, leftovers)
+        present = tbl.list_tables(tgt_conn, self.target.database)
+        tbl.clear_target_leftovers(tgt_conn, self.target.database, present,
+                                   tbl.target_leftovers(present, self.target.prefix, self.owner))
 
     def _stage_and_count(self, mig_conn, tgt_conn, work):
         """Stage the transformed tables in the target and check their row counts; return the name mappings."""
@@ -231,7 +224,7 @@ class _TablePipeline:
         if not self.options.get("keep_backup_tables"):
             tbl.drop_tables(tgt_conn, self.target.database, kept)
             kept = []
-        tbl.drop_tables(mig_conn, self.migration_database, list(work.values()))
+        tbl.drop_tables(mig_conn, self.migration.database, list(work.values()))
         self.created_work = []
         return kept
 
@@ -250,10 +243,9 @@ class _TablePipeline:
         moves = [(live, tbl.old_table(live)) for live in sorted(existing_live)]
         moves += [(stage, live) for live, stage in sorted(live_to_stage.items())]
         # Recorded before the statement: when its reply is lost (connection cut, deadline), the cleanup looks at
-        # the tables to learn whether it happened.
+        # the tables to learn whether it happened.  Nor may a server that hung run it after the call gave up.
         self.swapped = (live_to_stage, existing_live)
-        with conn.cursor() as cur:
-            cur.execute(_rename_statement(self.target.database, moves))
+        tbl.rename_tables(conn, self.target.database, moves, within=self.deadline.remaining())
         self.created_stage = []
 
     def _swap_happened(self, conn):
@@ -265,8 +257,7 @@ class _TablePipeline:
         live_to_stage, existing_live = self.swapped
         moves = sorted(live_to_stage.items())
         moves += [(tbl.old_table(live), live) for live in sorted(existing_live)]
-        with conn.cursor() as cur:
-            cur.execute(_rename_statement(self.target.database, moves))
+        tbl.rename_tables(conn, self.target.database, moves)
         self.swapped = None
         self.created_stage = list(live_to_stage.values())
 
@@ -276,39 +267,89 @@ class _TablePipeline:
             return None
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         path = os.path.join(os.path.expanduser(backup_dir), "%s-%s-%s.sql.gz" % (self.target.name, label, stamp))
-        return dump_to_file(self.target.db, self.target.database, sorted(existing_live), path)
+        return dump_to_file(self.target.db, sorted(existing_live), path, work_dir=self.options.get("work_dir"),
+                            deadline=self.deadline)
 
-    def _cleanup_after_failure(self):
-        """Drop what this call created; undo a swap that was not verified.  Never raises."""
+    # -- failure ------------------------------------------------------------------------------
+    def _cleanup_after_failure(self, unreachable):
+        """Drop what this call created; undo a swap that was not verified.  Never raises.
+
+        Each database gets a fresh connection with short timeouts, under the owner's lock taken anew (this
+        call's connections, and its locks, are gone by now); a database on a server in ``unreachable`` is
+        left alone, as is one whose lock someone else took meanwhile (its next run cleans it).
+        """
         notes = []
-        with contextlib.suppress(Exception):
-            with contextlib.closing(self.target.connect()) as conn:
-                if self.swapped and self._swap_happened(conn):
-                    self._swap_back(conn)
-                    notes.append("swapped the previous tables back in")
-                if self.created_stage:
-                    tbl.drop_tables(conn, self.target.database, self.created_stage)
-                    notes.append("dropped %d staging tables" % len(self.created_stage))
-        with contextlib.suppress(Exception):
-            with contextlib.closing(connect(self.migration_db)) as conn:
-                if self.created_work:
-                    tbl.drop_tables(conn, self.migration_database, self.created_work)
-                    notes.append("dropped %d work tables" % len(self.created_work))
+        for database, work in ((self.target.db, self._undo_in_target), (self.migration, self._undo_in_migration)):
+            if not self._undo_needed(database):
+                continue
+            if any(database.same_server(other) for other in unreachable):
+                notes.append("left %s alone: its server does not answer" % database)
+                continue
+            try:
+                with contextlib.closing(database.connect(timeout=CLEANUP_STATEMENT_TIMEOUT,
+                                                         connect_timeout=CLEANUP_CONNECT_TIMEOUT)) as conn:
+                    name, holder = server_locks.try_acquire(conn, database, self.owner)
+                    if name is None:
+                        notes.append("left %s of %s alone: %s holds its lock now" % (database, self.label(), holder))
+                        continue
+                    notes.extend(work(conn))
+            except Exception as exc:  # pylint: disable=broad-except
+                notes.append("could not clean up %s: %s" % (database, MigrationError.wrap(exc).message))
         return notes
 
-    def run(self, timeout=0):
-        """Run the pipeline; with ``timeout`` seconds, give up (and clean up) when they have passed."""
+    def _undo_needed(self, database):
+        if database is self.target.db:
+            return bool(self.swapped or self.created_stage)
+        return bool(self.created_work)
+
+    def _undo_in_target(self, conn):
+        notes = []
+        if self.swapped and self._swap_happened(conn):
+            self._swap_back(conn)
+            notes.append("swapped the previous tables back in")
+        if self.created_stage:
+            tbl.drop_tables(conn, self.target.database, self.created_stage)
+            notes.append("dropped %d staging tables" % len(self.created_stage))
+        return notes
+
+    def _undo_in_migration(self, conn):
+        tbl.drop_tables(conn, self.migration.database, self.created_work)
+        return ["dropped %d work tables" % len(self.created_work)]
+
+    def _timeout_error(self, table=None):
+        phase = self.timer.current
+        message = "%s did not finish within %s s (phase %s)" % (self.label(), self.deadline.seconds, phase)
+        return PipelineTimeout(message,
+                               site_id=self._site_id(), table=table, phase=phase, reason=TIMEOUT,
+                               hint="raise site_timeout, or list the site in large_sites so it gets "
+                                    "large_site_timeout_factor times more")
+
+    def _failed(self, exc):
+        """The MigrationError to report for ``exc``, after the cleanup."""
+        error = MigrationError.wrap(exc, site_id=self._site_id(), phase=self.timer.current)
+        if self.timer.current:
+            # The pipeline's phase, not the helper's: a failed copy into the target is the stage phase.
+            error.phase = self.timer.current
+        timed_out = isinstance(error, PipelineTimeout)
+        # Out of time because a server stopped answering: that is the server's failure, not the site's.
+        error = self.deadline.blame(error)
+        unreachable = dict(self.deadline.unreachable()) if self.deadline.expired() else {}
+        if error.reason == SERVER_NOT_ANSWERING and error.database is not None:
+            unreachable[error.database] = error
+        error.timed_out = timed_out
+        error.cleanup = self._cleanup_after_failure(unreachable)
+        error.durations = dict(self.timer.durations)
+        return error
+
+    def run(self, timeout=0, watch_pid=None):
+        """Run the pipeline within ``timeout`` seconds (0: no limit), stopping early when process ``watch_pid``
+        (the ansible-playbook that started the module) ends; clean up after any failure."""
+        self.deadline = Deadline(timeout, error=self._timeout_error)
         try:
-            with deadline(timeout, self):
+            with self.deadline.armed(), self.deadline.stop_when_gone(watch_pid):
                 return self._run()
         except Exception as exc:
-            exc = MigrationError.wrap(exc, site_id=getattr(self, "site_id", None), phase=self.timer.current)
-            if self.timer.current:
-                # The pipeline's phase, not the helper's: a failed copy into the target is the stage phase.
-                exc.phase = self.timer.current
-            exc.cleanup = self._cleanup_after_failure()
-            exc.durations = dict(self.timer.durations)
-            raise exc
+            raise self._failed(exc) from exc
 
 
 class SiteMigration(_TablePipeline):
@@ -316,7 +357,11 @@ class SiteMigration(_TablePipeline):
 
     def __init__(self, site_id, source, target, migration_db, options=None, check_mode=False):
         super().__init__(source, target, migration_db, options or {}, check_mode)
-        self.site_id = tbl.validate_site_id(site_id)
+        self.owner = self.site_id = tbl.validate_site_id(site_id)
+        self.target_only_rule = self.options.get("target_only_tables") or KEEP
+        if self.target_only_rule not in TARGET_ONLY_RULES:
+            raise ConfigError("target_only_tables must be one of %s, got %r"
+                              % (", ".join(TARGET_ONLY_RULES), self.target_only_rule))
 
     def _context(self, src_conn):
         blogs = read_blogs(src_conn, self.source.database, self.source.prefix)
@@ -334,11 +379,15 @@ class SiteMigration(_TablePipeline):
         domain, path = map_site_address(row["domain"], row["path"], self.source.addressing, self.target.addressing, network)
         return row, tables, rules, domain, path
 
+    def _target_only(self, target_tables, live_tables):
+        """The site's tables in the target that no source table replaces."""
+        return sorted(set(tbl.site_tables(target_tables, self.target.prefix, self.site_id)) - set(live_tables))
+
     def plan(self):
-        with contextlib.closing(self.source.connect()) as src_conn:
+        with contextlib.closing(self.source.db.connect(deadline=self.deadline)) as src_conn:
             row, tables, rules, domain, path = self._context(src_conn)
             stats = tbl.table_stats(src_conn, self.source.database, tables)
-        with contextlib.closing(self.target.connect()) as tgt_conn:
+        with contextlib.closing(self.target.db.connect(deadline=self.deadline)) as tgt_conn:
             target_tables = tbl.list_tables(tgt_conn, self.target.database)
         live = [tbl.retarget_table(t, self.source.prefix, self.target.prefix) for t in tables]
         return {
@@ -350,6 +399,8 @@ class SiteMigration(_TablePipeline):
                        for t, lt in zip(tables, live)],
             "bytes": sum(s["bytes"] for s in stats.values()),
             "new_to_target": not any(lt in target_tables for lt in live),
+            "target_only_tables": self._target_only(target_tables, live),
+            "target_only_rule": self.target_only_rule,
             "rules": rules_for_display(rules),
         }
 
@@ -357,27 +408,30 @@ class SiteMigration(_TablePipeline):
         if self.check_mode:
             return dict(self.result, plan=self.plan(), site_id=self.site_id)
         opts = self.options
-        with contextlib.closing(self.source.connect()) as src_conn, \
-                contextlib.closing(self.target.connect()) as tgt_conn, \
-                contextlib.closing(connect(self.migration_db)) as mig_conn:
+        with self._connections() as (src_conn, tgt_conn, mig_conn):
+            with self.timer.phase("lock"):
+                self._lock(tgt_conn, mig_conn)
             with self.timer.phase("prepare"):
                 row, tables, rules, domain, path = self._context(src_conn)
                 expected_url = site_url(self.target.addressing, domain, path)
             with self.timer.phase("clean"):
-                self._clean(mig_conn, tgt_conn, self.site_id)
+                self._clean(mig_conn, tgt_conn)
             work = {t: tbl.work_table(self.site_id, t) for t in tables}
             with self.timer.phase("copy"):
                 copied = self._copy_to_work(tables, work)
             with self.timer.phase("replace"):
-                replaced = replace_in_tables(self.migration_db, self.migration_database, list(work.values()), rules,
-                                             skip_columns=work_skip_columns(opts.get("skip_columns"), work))
+                replaced = self._replace(work, rules, work_skip_columns(opts.get("skip_columns"), work))
                 self._retarget_prefixed_keys(mig_conn, work)
             live_of, stage_of = self._stage_and_count(mig_conn, tgt_conn, work)
             with self.timer.phase("verify"):
                 options_live = tbl.retarget_table(tbl.site_table_prefix(self.source.prefix, self.site_id) + "options",
                                                   self.source.prefix, self.target.prefix)
                 self._verify_urls(tgt_conn, tbl.stage_table(options_live), expected_url)
-            existing = set(tbl.list_tables(tgt_conn, self.target.database)) & set(live_of.values())
+            present = tbl.list_tables(tgt_conn, self.target.database)
+            replaced_live = set(present) & set(live_of.values())
+            target_only = self._target_only(present, live_of.values())
+            # Tables moved aside go with the replaced ones: into the backup dump, renamed wfu_old__ in the swap.
+            existing = replaced_live | (set(target_only) if self.target_only_rule == MOVE_ASIDE else set())
             with self.timer.phase("backup"):
                 backup_path = self._backup_file(existing, "site-%d" % self.site_id)
             with self.timer.phase("swap"):
@@ -397,14 +451,17 @@ class SiteMigration(_TablePipeline):
             "site_id": self.site_id,
             "url": expected_url,
             "tables": sorted(live_of.values()),
-            "new_to_target": not existing,
+            "new_to_target": not replaced_live,
             "blog_row_created": registered,
             "rows": copied.get("rows", 0),
             "bytes": copied.get("bytes", 0),
             "copy_method": copied.get("method"),
             "replacements": replaced.get("tables", {}),
             "rows_changed": replaced.get("rows_changed", 0),
+            "target_only_tables": target_only,
+            "target_only_rule": self.target_only_rule,
             "backup": {"file": backup_path, "tables": kept},
+            "locks": list(self.locks),
             "durations": dict(self.timer.durations),
             "rules_count": len(rules),
         }
@@ -420,7 +477,7 @@ class SiteMigration(_TablePipeline):
         new_prefix = tbl.retarget_table(site_prefix, self.source.prefix, self.target.prefix)
         with mig_conn.cursor() as cur:
             cur.execute("UPDATE %s.%s SET option_name = CONCAT(%%s, SUBSTRING(option_name, %%s)) "
-                        "WHERE option_name = %%s" % (quote_identifier(self.migration_database),
+                        "WHERE option_name = %%s" % (quote_identifier(self.migration.database),
                                                      quote_identifier(options_work)),
                         (new_prefix, len(site_prefix) + 1, site_prefix + "user_roles"))
 
@@ -454,22 +511,27 @@ class SiteMigration(_TablePipeline):
         blogs = self.target.prefix + "blogs"
         if blogs not in tbl.list_tables(tgt_conn, self.target.database):
             return False
-        qualified = "%s.%s" % (quote_identifier(self.target.database), quote_identifier(blogs))
+        blogs_table = qualified(self.target.database, blogs)
         with tgt_conn.cursor() as cur:
-            cur.execute("SELECT domain, path FROM %s WHERE blog_id = %%s" % qualified, (self.site_id,))
+            cur.execute("SELECT domain, path FROM %s WHERE blog_id = %%s" % blogs_table, (self.site_id,))
             if cur.fetchone():
                 return False
             cur.execute("INSERT INTO %s (blog_id, site_id, domain, path, registered, last_updated, public, archived, "
                         "mature, spam, deleted, lang_id) VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, 0)"
-                        % qualified, (self.site_id, row["site_id"], domain, path, row["registered"], row["last_updated"],
-                                      row["public"], row["archived"], row["mature"], row["spam"], row["deleted"]))
+                        % blogs_table, (self.site_id, row["site_id"], domain, path, row["registered"], row["last_updated"],
+                                        row["public"], row["archived"], row["mature"], row["spam"], row["deleted"]))
         return True
 
 
 class NetworkMigration(_TablePipeline):
-    """Migrate the network tables (wp_blogs, wp_site, wp_sitemeta, wp_blogmeta; users when asked)."""
+    """Migrate the network tables (wp_blogs, wp_site, wp_sitemeta, wp_blogmeta; users when asked).
 
-    kind = "network"
+    A site that only the target has keeps its wp_blogs and wp_blogmeta rows: they are added to the staged
+    tables, so it keeps working, unless its address is the one a migrated site arrives at (then the call
+    fails before anything is written).
+    """
+
+    owner = "network"
 
     def _tables(self, src_conn):
         present = tbl.list_tables(src_conn, self.source.database)
@@ -479,41 +541,72 @@ class NetworkMigration(_TablePipeline):
                               % (self.source.database, self.source.prefix))
         return tables
 
+    def _addresses(self, blogs, network):
+        """``{blog_id: (domain, path)}`` of the source's sites in the target."""
+        return {b["blog_id"]: map_site_address(b["domain"], b["path"], self.source.addressing,
+                                               self.target.addressing, network) for b in blogs}
+
+    def _target_only_sites(self, tgt_conn, blogs, addresses):
+        """The target's wp_blogs rows of sites the source does not have; refuse one whose address a migrated
+        site takes."""
+        if self.target.prefix + "blogs" not in tbl.list_tables(tgt_conn, self.target.database):
+            return []
+        source_ids = {b["blog_id"] for b in blogs}
+        only = [b for b in read_blogs(tgt_conn, self.target.database, self.target.prefix)
+                if b["blog_id"] not in source_ids]
+        arriving = {address: blog_id for blog_id, address in addresses.items()}
+        for blog in only:
+            clash = arriving.get((blog["domain"], blog["path"]))
+            if clash is not None:
+                raise self._error(
+                    "site %d exists only in %s, at %s%s, and site %d of %s would arrive at the same address"
+                    % (blog["blog_id"], self.target.name, blog["domain"], blog["path"], clash, self.source.name),
+                    hint="two sites cannot share an address: give site %d in %s another address (or delete it "
+                         "there if it is no longer wanted), then migrate the network tables again"
+                         % (blog["blog_id"], self.target.name))
+        return only
+
     def plan(self):
-        with contextlib.closing(self.source.connect()) as src_conn:
+        with contextlib.closing(self.source.db.connect(deadline=self.deadline)) as src_conn:
             tables = self._tables(src_conn)
             blogs = read_blogs(src_conn, self.source.database, self.source.prefix)
             network = Network.from_rows(blogs)
             stats = tbl.table_stats(src_conn, self.source.database, tables)
+        addresses = self._addresses(blogs, network)
+        with contextlib.closing(self.target.db.connect(deadline=self.deadline)) as tgt_conn:
+            target_only = self._target_only_sites(tgt_conn, blogs, addresses)
         mapping = [dict(blog_id=b["blog_id"], source="%s%s" % (b["domain"], b["path"]),
-                        target="%s%s" % map_site_address(b["domain"], b["path"], self.source.addressing,
-                                                         self.target.addressing, network)) for b in blogs]
+                        target="%s%s" % addresses[b["blog_id"]]) for b in blogs]
         return {"tables": [{"source": t, "target": tbl.retarget_table(t, self.source.prefix, self.target.prefix),
                             "rows": stats.get(t, {}).get("rows", 0)} for t in tables],
                 "sites": mapping,
+                "target_only_sites": _site_summaries(target_only),
                 "rules": rules_for_display(derive_rules(self.source.addressing, self.target.addressing, network))}
 
     def _run(self):
         if self.check_mode:
             return dict(self.result, plan=self.plan())
-        with contextlib.closing(self.source.connect()) as src_conn, \
-                contextlib.closing(self.target.connect()) as tgt_conn, \
-                contextlib.closing(connect(self.migration_db)) as mig_conn:
+        with self._connections() as (src_conn, tgt_conn, mig_conn):
+            with self.timer.phase("lock"):
+                self._lock(tgt_conn, mig_conn)
             with self.timer.phase("prepare"):
                 tables = self._tables(src_conn)
                 blogs = read_blogs(src_conn, self.source.database, self.source.prefix)
                 network = Network.from_rows(blogs)
+                addresses = self._addresses(blogs, network)
+                target_only = self._target_only_sites(tgt_conn, blogs, addresses)
                 rules = derive_rules(self.source.addressing, self.target.addressing, network)
             with self.timer.phase("clean"):
-                self._clean(mig_conn, tgt_conn, "network")
+                self._clean(mig_conn, tgt_conn)
             work = {t: tbl.network_work_table(t) for t in tables}
             with self.timer.phase("copy"):
                 copied = self._copy_to_work(tables, work)
             with self.timer.phase("replace"):
-                self._map_addresses(mig_conn, work, blogs, network)
+                self._map_addresses(mig_conn, work, addresses, network)
                 self._retarget_user_options(mig_conn, work)
-                replaced = replace_in_tables(self.migration_db, self.migration_database, list(work.values()), rules,
-                                             skip_columns=self._skip_columns(work))
+                replaced = self._replace(work, rules, self._skip_columns(work))
+                # After the rules: the target's own rows already hold the target's addresses.
+                self._keep_target_only_sites(tgt_conn, mig_conn, work, target_only)
             live_of, stage_of = self._stage_and_count(mig_conn, tgt_conn, work)
             existing = set(tbl.list_tables(tgt_conn, self.target.database)) & set(live_of.values())
             with self.timer.phase("backup"):
@@ -526,7 +619,32 @@ class NetworkMigration(_TablePipeline):
         return {"changed": True, "tables": sorted(live_of.values()), "rows": copied.get("rows", 0),
                 "bytes": copied.get("bytes", 0), "rows_changed": replaced.get("rows_changed", 0),
                 "replacements": replaced.get("tables", {}), "sites": len(blogs),
+                "target_only_sites": _site_summaries(target_only), "locks": list(self.locks),
                 "backup": {"file": backup_path, "tables": kept}, "durations": dict(self.timer.durations)}
+
+    def _keep_target_only_sites(self, tgt_conn, mig_conn, work, target_only):
+        """Add the target-only sites' wp_blogs and wp_blogmeta rows (their own, untouched) to the work tables."""
+        if not target_only:
+            return
+        ids = [b["blog_id"] for b in target_only]
+        present = set(tbl.list_tables(tgt_conn, self.target.database))
+        # wp_blogmeta's meta_id is the server's to number: the source's rows may use the target's ids.
+        for name, numbered_by_server in (("blogs", None), ("blogmeta", "meta_id")):
+            work_table, target_table = work.get(self.source.prefix + name), self.target.prefix + name
+            if not work_table or target_table not in present:
+                continue
+            with tgt_conn.cursor() as cur:
+                cur.execute("SELECT * FROM %s WHERE blog_id IN (%s)"
+                            % (qualified(self.target.database, target_table), ", ".join(["%s"] * len(ids))), ids)
+                keep = [i for i, column in enumerate(cur.description) if column[0] != numbered_by_server]
+                columns = [cur.description[i][0] for i in keep]
+                rows = [tuple(row[i] for i in keep) for row in cur.fetchall()]
+            if rows:
+                with mig_conn.cursor() as cur:
+                    cur.executemany("INSERT INTO %s (%s) VALUES (%s)"
+                                    % (qualified(self.migration.database, work_table),
+                                       ", ".join(quote_identifier(c) for c in columns),
+                                       ", ".join(["%s"] * len(columns))), rows)
 
     def _skip_columns(self, work):
         # The domain/path of wp_blogs, wp_site and wp_signups are mapped per row, not searched.
@@ -542,18 +660,16 @@ class NetworkMigration(_TablePipeline):
         with mig_conn.cursor() as cur:
             cur.execute("UPDATE %s.%s SET meta_key = CONCAT(%%s, SUBSTRING(meta_key, %%s)) "
                         "WHERE LEFT(meta_key, %%s) = CAST(%%s AS BINARY)"
-                        % (quote_identifier(self.migration_database), quote_identifier(usermeta)),
+                        % (quote_identifier(self.migration.database), quote_identifier(usermeta)),
                         (self.target.prefix, len(self.source.prefix) + 1, len(self.source.prefix), self.source.prefix))
 
-    def _map_addresses(self, mig_conn, work, blogs, network):
+    def _map_addresses(self, mig_conn, work, addresses, network):
         blogs_work = quote_identifier(work[self.source.prefix + "blogs"])
-        db = quote_identifier(self.migration_database)
+        db = quote_identifier(self.migration.database)
         with mig_conn.cursor() as cur:
-            for blog in blogs:
-                domain, path = map_site_address(blog["domain"], blog["path"], self.source.addressing,
-                                                self.target.addressing, network)
+            for blog_id, (domain, path) in sorted(addresses.items()):
                 cur.execute("UPDATE %s.%s SET domain = %%s, path = %%s WHERE blog_id = %%s" % (db, blogs_work),
-                            (domain, path, blog["blog_id"]))
+                            (domain, path, blog_id))
             site_table = self.source.prefix + "site"
             if site_table in work:
                 cur.execute("SELECT id, domain, path FROM %s.%s" % (db, quote_identifier(work[site_table])))
@@ -575,3 +691,7 @@ class NetworkMigration(_TablePipeline):
                     except ConfigError:
                         continue  # an address outside the network's hosts is not ours to move
                 cur.executemany("UPDATE %s.%s SET domain = %%s, path = %%s WHERE signup_id = %%s" % (db, signups), moved)
+
+
+def _site_summaries(blogs):
+    return [{"blog_id": b["blog_id"], "domain": b["domain"], "path": b["path"]} for b in blogs]

@@ -45,4 +45,5 @@ def pipeline_options():
         skip_columns=dict(type="list", elements="str", default=[]),
         work_dir=dict(type="path"),
         timeout=dict(type="int", default=0),
+        lock_wait=dict(type="int", default=60),
     )

@@ -149,10 +149,13 @@ class _Skips:
         return column in self.everywhere or (table, column) in self.by_table
 
 
-def replace_in_tables(conn_params, database, tables, pairs, skip_columns=(), dry_run=False, batch_rows=1000):
+def replace_in_tables(conn_params, database, tables, pairs, skip_columns=(), dry_run=False, batch_rows=1000,
+                      deadline=None):
     """Apply ``pairs`` to every text column of ``tables`` in ``database``; see the module documentation.
 
-    ``pairs`` are (search, replace) tuples or ``HostPair`` s, applied in order.
+    ``pairs`` are (search, replace) tuples or ``HostPair`` s, applied in order;
+    ``conn_params`` a connection mapping or a ``db.Database``, ``deadline`` a
+    ``deadline.Deadline`` that bounds the statements.
     Returns::
 
         {database, dry_run, seconds, warnings: [text],
@@ -183,14 +186,14 @@ def replace_in_tables(conn_params, database, tables, pairs, skip_columns=(), dry
     summary = {"database": database, "dry_run": bool(dry_run), "tables": {}, "warnings": [],
                "rows_changed": 0, "rows_matched": 0, "bytes_matched": 0, "method_counts": {SERVER: 0, PYTHON: 0}}
     try:
-        conn = connect(conn_params, database=database, autocommit=False)
+        conn = connect(conn_params, database=database, autocommit=False, deadline=deadline)
     except Exception as exc:
         raise MigrationError.wrap(exc, phase=PHASE)
     with contextlib.closing(conn):
         _strict_session(conn)
         for table in tables:
             report = _TableReplacer(conn, conn_params, database, table, replacement, skips, dry_run,
-                                    batch_rows).run()
+                                    batch_rows, deadline).run()
             summary["tables"][table] = report
             summary["warnings"] += report.pop("warnings")
             for key in ("rows_changed", "rows_matched", "bytes_matched"):
@@ -214,9 +217,10 @@ def _strict_session(conn):
 class _TableReplacer:
     """The work on one table: its columns one after the other."""
 
-    def __init__(self, conn, conn_params, database, table, replacement, skips, dry_run, batch_rows):
+    def __init__(self, conn, conn_params, database, table, replacement, skips, dry_run, batch_rows, deadline=None):
         self.conn = conn
         self.conn_params = conn_params
+        self.deadline = deadline
         self.database = database
         self.table = table
         self.name = qualified(database, table)
@@ -437,7 +441,7 @@ class _TableReplacer:
             self._create_value_map()
         # The map lives as long as the connection: after a failure, closing the connection drops it.
         pending, pending_bytes = {}, 0
-        reader = connect(self.conn_params, database=self.database, streaming=True)
+        reader = connect(self.conn_params, database=self.database, streaming=True, deadline=self.deadline)
         with contextlib.closing(reader), reader.cursor() as stream:
             stream.execute("SELECT %s, LENGTH(%s) FROM %s WHERE %s" % (quoted, quoted, self.name, matches),
                            match_params)

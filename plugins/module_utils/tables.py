@@ -12,13 +12,16 @@ minus the network-wide ones.  Tables of other prefixes are nobody's.
 Work tables carry a marker so a sweep can find them without guessing:
 ``m<N>__<table>`` in the migration database (``mnet__`` for the network
 tables), ``wfu_stage__<table>`` and ``wfu_old__<table>`` in the target.
+Tables named ``wfu_state_*`` belong to the migration state store and are never
+touched by a sweep.
 """
 
 from __future__ import annotations
 
 import re
 
-from ansible_collections.wfu.multisite.plugins.module_utils.db import ConfigError, quote_identifier, validate_identifier
+from ansible_collections.wfu.multisite.plugins.module_utils.db import (
+    ConfigError, qualified, quote_identifier, validate_identifier)
 
 MAIN_SITE_ID = 1
 
@@ -31,6 +34,7 @@ GLOBAL_TABLES = NETWORK_TABLES + USER_TABLES
 STAGE_MARK = "wfu_stage__"
 OLD_MARK = "wfu_old__"
 NETWORK_WORK_MARK = "mnet__"
+STATE_MARK = "wfu_state_"
 WORK_TABLE_RE = re.compile(r"^m(\d+|net)__(.+)$")
 MAX_IDENTIFIER = 64
 
@@ -110,51 +114,81 @@ def old_table(table):
     return _marked(OLD_MARK, table)
 
 
+def work_table_owner(table):
+    """The site id (int) or ``'network'`` a migration-database work table belongs to; None for other tables."""
+    match = WORK_TABLE_RE.match(table)
+    if not match:
+        return None
+    return "network" if match.group(1) == "net" else int(match.group(1))
+
+
 def work_tables_of(all_tables, site_id=None):
     """Our tables in the migration database; one site's (int), the network's ('network') or all (None)."""
-    found = []
-    for table in all_tables:
-        match = WORK_TABLE_RE.match(table)
-        if not match:
-            continue
-        owner = "network" if match.group(1) == "net" else int(match.group(1))
-        if site_id is None or owner == site_id:
-            found.append(table)
-    return sorted(found)
+    return sorted(t for t in all_tables if work_table_owner(t) is not None
+                  and (site_id is None or work_table_owner(t) == site_id))
+
+
+def leftover_owner(table, prefix):
+    """For a staging or replaced table of a target: ``(True, owner)`` (owner as ``owner_of`` gives it, None for
+    a table of another prefix); ``(False, None)`` for any other table."""
+    for mark in (STAGE_MARK, OLD_MARK):
+        if table.startswith(mark):
+            return True, owner_of(table[len(mark):], prefix)
+    return False, None
 
 
 def target_leftovers(all_tables, prefix, site_id=None):
     """Staging and replaced (old) tables in a target database; one site's, the network's or all."""
     found = []
     for table in all_tables:
-        for mark in (STAGE_MARK, OLD_MARK):
-            if table.startswith(mark):
-                owner = owner_of(table[len(mark):], prefix)
-                if site_id is None or owner == site_id:
-                    found.append(table)
+        marked, owner = leftover_owner(table, prefix)
+        if marked and (site_id is None or owner == site_id):
+            found.append(table)
     return sorted(found)
 
 
-def clear_target_leftovers(conn, database, prefix, site_id=None, keep_backup_tables=False, check_mode=False):
-    """Drop staging and replaced tables in a target; return ``(dropped, restored)``.
+def clear_target_leftovers(conn, database, present, leftovers, keep_backup_tables=False, check_mode=False):
+    """Drop the given staging and replaced tables of a target; return ``(dropped, restored)``.
 
-    A replaced table (``wfu_old__X``) whose live table ``X`` is missing is the only copy left of ``X``,
-    so it is renamed back instead of dropped.
+    ``present`` lists the database's tables.  A replaced table (``wfu_old__X``) whose live table ``X`` is
+    missing is the only copy left of ``X``, so it is renamed back instead of dropped.
     """
-    present = list_tables(conn, database)
-    leftovers = target_leftovers(present, prefix, site_id)
     live = set(present)
-    restored = [t for t in leftovers if t.startswith(OLD_MARK) and t[len(OLD_MARK):] not in live]
-    dropped = [t for t in leftovers
-               if t not in restored and not (keep_backup_tables and t.startswith(OLD_MARK))]
+    restored = sorted(t for t in leftovers if t.startswith(OLD_MARK) and t[len(OLD_MARK):] not in live)
+    dropped = sorted(t for t in leftovers
+                     if t not in restored and not (keep_backup_tables and t.startswith(OLD_MARK)))
     if not check_mode:
         if restored:
-            with conn.cursor() as cur:
-                cur.execute("RENAME TABLE " + ", ".join(
-                    "%s.%s TO %s.%s" % (quote_identifier(database), quote_identifier(t), quote_identifier(database),
-                                        quote_identifier(t[len(OLD_MARK):])) for t in restored))
+            rename_tables(conn, database, [(t, t[len(OLD_MARK):]) for t in restored])
         drop_tables(conn, database, dropped)
     return dropped, restored
+
+
+def rename_statement(database, moves, to_database=None):
+    """One ``RENAME TABLE`` statement for ``[(from, to), ...]`` from ``database`` into ``to_database`` (default the
+    same): atomic in MariaDB and MySQL, so either every move happens or none."""
+    to_database = to_database or database
+    return "RENAME TABLE " + ", ".join("%s TO %s" % (qualified(database, a), qualified(to_database, b))
+                                       for a, b in moves)
+
+
+def rename_tables(conn, database, moves, to_database=None, within=None):
+    """Run ``rename_statement``; with ``within`` (seconds), only if the server starts it within that time.
+
+    The limit is the server's own check (MariaDB): a server that hangs while the statement waits in its socket
+    and wakes up after the caller gave up does not run it.  Elsewhere the statement runs unguarded.
+    """
+    statement = rename_statement(database, moves, to_database)
+    with conn.cursor() as cur:
+        if within is None or "MariaDB" not in conn.get_server_info():
+            cur.execute(statement)
+            return
+        # The limit is set by a statement of its own, answered before the rename is sent: it is measured from a
+        # moment the server was known to be running.
+        cur.execute("SET @wfu_not_after = UNIX_TIMESTAMP(NOW(6)) + %s", (within,))
+        cur.execute("EXECUTE IMMEDIATE IF(UNIX_TIMESTAMP(NOW(6)) < @wfu_not_after, %s, %s)",
+                    (statement, "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'the statement came too late: the "
+                                "call that sent it had run out of time'"))
 
 
 def list_tables(conn, database):
@@ -163,6 +197,14 @@ def list_tables(conn, database):
     with conn.cursor() as cur:
         cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
                     "AND TABLE_TYPE = 'BASE TABLE'", (database,))
+        return sorted(row[0] for row in cur.fetchall())
+
+
+def list_views(conn, database):
+    validate_identifier(database, "database name")
+    with conn.cursor() as cur:
+        cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+                    "AND TABLE_TYPE = 'VIEW'", (database,))
         return sorted(row[0] for row in cur.fetchall())
 
 
@@ -186,12 +228,12 @@ def exact_row_counts(conn, database, tables):
     return counts
 
 
-def drop_tables(conn, database, tables):
-    """Drop tables (idempotent), a few at a time so one statement never grows huge."""
+def drop_tables(conn, database, tables, views=False):
+    """Drop tables (or views), idempotent, a few at a time so one statement never grows huge."""
     tables = list(tables)
     with conn.cursor() as cur:
         for start in range(0, len(tables), 50):
             chunk = tables[start:start + 50]
-            cur.execute("DROP TABLE IF EXISTS " + ", ".join(
-                "%s.%s" % (quote_identifier(database), quote_identifier(t)) for t in chunk))
+            cur.execute("DROP %s IF EXISTS %s" % ("VIEW" if views else "TABLE",
+                                                  ", ".join(qualified(database, t) for t in chunk)))
     return tables

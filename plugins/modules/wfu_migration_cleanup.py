@@ -11,11 +11,17 @@ module: wfu_migration_cleanup
 short_description: Drop leftover migration tables of one site, of the network, or of everything
 version_added: 0.1.0
 description:
-  - Drops the work tables a migration left in the migration database (C(m<N>__*) for site N, C(mnet__*) for the
-    network tables) and, when O(target) is given, the staging (C(wfu_stage__*)) and replaced (C(wfu_old__*)) tables
-    left in the target database. A replaced table whose live table is missing is renamed back instead.
-  - Only tables carrying these markers are touched. Running it twice changes nothing the second time.
-  - Refuses to run when the migration database is also the database of an environment listed in O(protected_databases).
+  - For one site (or the network), drops the work tables a migration left in the migration database (C(m<N>__*)
+    for site N, C(mnet__*) for the network tables) and, when O(target) is given, the staging (C(wfu_stage__*)) and
+    replaced (C(wfu_old__*)) tables left in the target database. A replaced table whose live table is missing is
+    renamed back instead.
+  - Without O(site_id), empties the migration database of everything no live run owns (every table and view, also
+    tables other tools left there) and drops every staging and replaced table in the target.
+  - Never touches C(wfu_state_*) tables (the migration state store's), nor the tables of a site whose server-side
+    lock a live connection holds (a run is migrating it now); those are reported in RV(in_use).
+  - Running it twice changes nothing the second time.
+  - Refuses to run when the migration database is also the database of an environment listed in
+    O(protected_databases), and refuses a full sweep of a database that holds a WordPress network's own tables.
 author:
   - WFU Web Platform Team (@wfu)
 options:
@@ -37,6 +43,15 @@ options:
     description: Keep C(wfu_old__*) tables (previous versions of swapped tables) in the target.
     type: bool
     default: false
+  target_env:
+    description: The name of the target's environment, for messages.
+    type: str
+  timeout:
+    description:
+      - Seconds the whole cleanup may take; every connection and statement is bounded by it, so a server that does
+        not answer cannot block the call. When it runs out, the call fails naming the database that did not answer.
+    type: int
+    default: 60
 attributes:
   check_mode:
     support: full
@@ -91,13 +106,32 @@ restored:
   returned: always
   type: list
   elements: str
+in_use:
+  description: Tables left alone because a live connection holds their site's lock.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    site_id:
+      description: The site id, or C(network).
+      type: raw
+    database:
+      description: The database the tables are in.
+      type: str
+    tables:
+      description: The tables left.
+      type: list
+      elements: str
+    holder:
+      description: The connection that holds the lock (id, user, host).
+      type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.wfu.multisite.plugins.module_utils.cleanup import sweep
+from ansible_collections.wfu.multisite.plugins.module_utils.cleanup import sweep_within
 from ansible_collections.wfu.multisite.plugins.module_utils.db import (
-    HAS_PYMYSQL, PYMYSQL_IMPORT_ERROR, ConfigError, db_option)
+    HAS_PYMYSQL, PYMYSQL_IMPORT_ERROR, ConfigError, Database, db_option)
 from ansible_collections.wfu.multisite.plugins.module_utils.errors import failure_result
 from ansible_collections.wfu.multisite.plugins.module_utils.spec import protected_databases_option
 
@@ -109,28 +143,32 @@ def main():
             site_id=dict(type="str"),
             target=db_option(),
             target_prefix=dict(type="str", default="wp_"),
+            target_env=dict(type="str"),
             protected_databases=protected_databases_option(),
             protected_names=dict(type="list", elements="str", default=[]),
             keep_backup_tables=dict(type="bool", default=False),
+            timeout=dict(type="int", default=60),
         ),
         supports_check_mode=True,
     )
     if not HAS_PYMYSQL:
         module.fail_json(msg=missing_required_lib("PyMySQL"), exception=str(PYMYSQL_IMPORT_ERROR))
     params = module.params
-    names = params["protected_names"]
-    protected = {db.get("name") or (names[index] if index < len(names) else "#%d" % (index + 1)): db
-                 for index, db in enumerate(params["protected_databases"])}
+    nothing = dict(migration_db=[], target=[], restored=[], in_use=[])
     site_id = params["site_id"]
     try:
-        result = sweep(params["migration_db"], protected=protected,
-                       site_id=None if site_id in (None, "", "all") else site_id,
-                       target=params["target"], target_prefix=params["target_prefix"],
-                       keep_backup_tables=params["keep_backup_tables"], check_mode=module.check_mode)
+        names = params["protected_names"]
+        protected = {db.get("name") or (names[index] if index < len(names) else "#%d" % (index + 1)):
+                     Database.from_params(db) for index, db in enumerate(params["protected_databases"])}
+        target = params["target"] and Database.from_params(params["target"], role="target", env=params["target_env"])
+        result = sweep_within(params["timeout"], Database.from_params(params["migration_db"], role="migration"),
+                              protected=protected, site_id=None if site_id in (None, "", "all") else site_id,
+                              target=target or None, target_prefix=params["target_prefix"],
+                              keep_backup_tables=params["keep_backup_tables"], check_mode=module.check_mode)
     except ConfigError as exc:
-        module.fail_json(msg=str(exc), failure_class="config", migration_db=[], target=[], restored=[])
+        module.fail_json(msg=str(exc), failure_class="config", **nothing)
     except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(migration_db=[], target=[], restored=[], **failure_result(exc, phase="cleanup", site_id=site_id))
+        module.fail_json(**dict(nothing, **failure_result(exc, phase="cleanup", site_id=site_id)))
     module.exit_json(**result)
 
 

@@ -17,6 +17,11 @@ description:
     other columns get the search-replace rules of the environment pair.
   - The tables are verified under staging names in the target and swapped in with one C(RENAME TABLE) statement;
     a failure leaves the target's network tables as they were.
+  - A site that exists only in the target keeps its C(wp_blogs) and C(wp_blogmeta) rows (they are added to the
+    staged tables unchanged), so it keeps working; it is reported in RV(target_only_sites). When its domain and
+    path are the address a migrated site arrives at, the call fails before anything is written, naming both sites.
+  - While it works, the call holds the network tables' server-side lock on the target's server and on the
+    migration database's server.
   - In check mode nothing is changed and the plan (tables, each site's address in the target, rules) is returned.
 author:
   - WFU Web Platform Team (@wfu)
@@ -61,6 +66,17 @@ sites:
   description: Number of C(wp_blogs) rows mapped.
   returned: success
   type: int
+target_only_sites:
+  description: Sites the target has and the source has not; their C(wp_blogs) and C(wp_blogmeta) rows were kept.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"blog_id": 9, "domain": "uat.example.edu", "path": "/lab/"}]
+locks:
+  description: Names of the server-side locks held while the tables were migrated.
+  returned: success
+  type: list
+  elements: str
 rows:
   description: Rows copied.
   returned: success
@@ -89,6 +105,14 @@ failure_class:
   description: On failure, C(systemic) or C(site).
   returned: failure
   type: str
+reason:
+  description: On failure, why, more precisely (as for M(wfu.multisite.wfu_site_migrate)).
+  returned: failure
+  type: str
+database:
+  description: On failure, the database it happened on, when known.
+  returned: failure
+  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule

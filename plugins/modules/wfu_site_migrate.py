@@ -20,6 +20,10 @@ description:
     undone. When the call fails at any point it drops what it created and the target is left as it was.
   - A site that does not exist in the target yet is created, including its C(wp_blogs) row when the target network
     has none for it.
+  - Tables of the site that only the target has (a plugin's table the source does not have) are reported in
+    RV(target_only_tables); O(target_only_tables) decides whether they stay or move aside with the swap.
+  - While it works on the site, the call holds the site's server-side lock on the target's server and on the
+    migration database's server, so that no other run, on any host, writes the same site at the same time.
   - In check mode nothing is changed and the plan (tables, sizes, target address, rules) is returned.
 author:
   - WFU Web Platform Team (@wfu)
@@ -28,6 +32,16 @@ options:
     description: The blog id of the site to migrate.
     type: int
     required: true
+  target_only_tables:
+    description:
+      - What to do with the site's tables that exist in the target but not in the source.
+      - V(keep) leaves them in place beside the migrated tables.
+      - V(move_aside) renames them to C(wfu_old__<table>) in the same C(RENAME TABLE) statement as the swap, so the
+        site afterwards has exactly the source's tables; they go with the replaced tables (into the backup dump
+        with O(backup_dir), kept with O(keep_backup_tables), dropped otherwise once the new tables are verified).
+    type: str
+    choices: [keep, move_aside]
+    default: keep
   verify_urls:
     description:
       - Check that C(siteurl) and C(home) of the staged site are the site's address in the target before the swap.
@@ -102,6 +116,23 @@ rows_changed:
   description: Rows the search-replace changed.
   returned: success
   type: int
+target_only_tables:
+  description: The site's tables that the target had and the source has not.
+  returned: success
+  type: list
+  elements: str
+  sample: ["wp_6_links"]
+target_only_rule:
+  description: What was done with RV(target_only_tables) (O(target_only_tables)).
+  returned: success
+  type: str
+  sample: keep
+locks:
+  description: Names of the server-side locks held while the site was migrated (target's server, then migration's).
+  returned: success
+  type: list
+  elements: str
+  sample: ["wfu:2f1c0e9a77b3:site:43", "wfu:9d0a14c5e2f1:site:43"]
 replacements:
   description: Changed rows per table and column.
   returned: success
@@ -122,6 +153,16 @@ failure_class:
   description: On failure, C(systemic) (the databases or the machine are in trouble) or C(site) (this site only).
   returned: failure
   type: str
+reason:
+  description:
+    - On failure, why, more precisely, for example C(connection), C(server_not_answering), C(access), C(site_in_use),
+      C(disk_full), C(timeout), C(verification) or C(site_data).
+  returned: failure
+  type: str
+database:
+  description: On failure, the database it happened on (role, env, host, port, socket, database, user), when known.
+  returned: failure
+  type: dict
 phase:
   description: On failure, the phase that failed.
   returned: failure
@@ -146,9 +187,11 @@ from ansible_collections.wfu.multisite.plugins.module_utils.spec import pipeline
 
 def main():
     argument_spec = pipeline_options()
-    argument_spec.update(site_id=dict(type="int", required=True), verify_urls=dict(type="bool", default=True))
+    argument_spec.update(site_id=dict(type="int", required=True), verify_urls=dict(type="bool", default=True),
+                         target_only_tables=dict(type="str", choices=["keep", "move_aside"], default="keep"))
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    run_pipeline(module, SiteMigration, site_id=module.params["site_id"], option_keys=("verify_urls",))
+    run_pipeline(module, SiteMigration, site_id=module.params["site_id"],
+                 option_keys=("verify_urls", "target_only_tables"))
 
 
 if __name__ == "__main__":

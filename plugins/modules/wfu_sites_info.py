@@ -47,6 +47,9 @@ options:
     description: Site ids to mark as large whatever their size.
     type: list
     elements: str
+  env:
+    description: The name of the environment whose network this is, for messages (C(the database of dev)).
+    type: str
 attributes:
   check_mode:
     support: full
@@ -117,7 +120,7 @@ import contextlib
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.wfu.multisite.plugins.module_utils.db import (
-    HAS_PYMYSQL, PYMYSQL_IMPORT_ERROR, ConfigError, connect, db_option, resolve)
+    HAS_PYMYSQL, PYMYSQL_IMPORT_ERROR, ConfigError, Database, db_option)
 from ansible_collections.wfu.multisite.plugins.module_utils.errors import failure_result
 from ansible_collections.wfu.multisite.plugins.module_utils.sites import discover_sites, summarize
 
@@ -133,6 +136,7 @@ def main():
             exclude_main_site=dict(type="bool", default=False),
             large_site_bytes=dict(type="int", default=0),
             large_sites=dict(type="list", elements="str"),
+            env=dict(type="str"),
         ),
         supports_check_mode=True,
     )
@@ -140,8 +144,9 @@ def main():
         module.fail_json(msg=missing_required_lib("PyMySQL"), exception=str(PYMYSQL_IMPORT_ERROR))
     params = module.params
     try:
-        with contextlib.closing(connect(params["db"])) as conn:
-            sites = discover_sites(conn, resolve(params["db"]).get("database"), params["table_prefix"],
+        database = Database.from_params(params["db"], env=params["env"])
+        with contextlib.closing(database.connect()) as conn:
+            sites = discover_sites(conn, database.database, params["table_prefix"],
                                    include=params["include_sites"], exclude=params["exclude_sites"],
                                    active_only=params["active_only"], exclude_main=params["exclude_main_site"],
                                    large_site_bytes=params["large_site_bytes"], large_sites=params["large_sites"])

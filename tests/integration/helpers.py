@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -59,6 +60,16 @@ def create_database(server, name=None, prefix="t"):
     name = name or unique_name(prefix)
     query(server, None, "CREATE DATABASE %s CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci" % quote_identifier(name))
     return name
+
+
+@contextlib.contextmanager
+def frozen(server):
+    """The server's mariadbd is stopped (SIGSTOP) inside the block: it accepts connections and never answers."""
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        yield server
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
 
 
 def drop_database(server, name):

@@ -16,7 +16,8 @@ import pytest
 from ansible_collections.wfu.multisite.plugins.module_utils import copy_engine
 from ansible_collections.wfu.multisite.plugins.module_utils.copy_engine import (
     DumpPipeline, copy_tables, dump_command, load_command, verify_copy)
-from ansible_collections.wfu.multisite.plugins.module_utils.db import client_option_file
+from ansible_collections.wfu.multisite.plugins.module_utils.db import Database
+from ansible_collections.wfu.multisite.plugins.module_utils.deadline import Deadline
 from ansible_collections.wfu.multisite.plugins.module_utils.errors import SITE, SYSTEMIC, MigrationError
 from tools.mariadb_servers import ServerSet, start_server_again, stop_server
 
@@ -61,6 +62,11 @@ TRICKY_ROWS = [
 
 COMPARED_COLUMNS = ("id, txt, latin, bin, vb, CAST(dt AS CHAR), CAST(ts AS CHAR), CAST(tm AS CHAR), amount, f, dbl, "
                     "bits, choice, flags, doc, yr, ST_AsText(place), twice, hidden")
+
+
+def db_on(server, name, role=None):
+    """The Database of ``name`` on a test server."""
+    return Database.from_params(server.connection(name), role=role)
 
 
 def rows_of(server, database, table):
@@ -185,7 +191,7 @@ def test_every_method_copies_awkward_data_exactly_and_leaves_the_decoy_alone(ser
     execute(dest, dest_db, "CREATE TABLE tricky (id int PRIMARY KEY, note varchar(20))",
             "INSERT INTO tricky VALUES (1, 'decoy')")
 
-    stats = copy_tables(source.connection(), source_db, ["tricky", "empty_t"], dest.connection(), dest_db,
+    stats = copy_tables(db_on(source, source_db), ["tricky", "empty_t"], db_on(dest, dest_db),
                         rename={"tricky": "stage_tricky", "empty_t": "stage_empty"}, method=method)
 
     assert stats["method"] == method
@@ -206,8 +212,7 @@ def test_dump_without_rename_replaces_tables_of_the_same_name(servers, fresh_db)
     make_tricky_tables(servers["source"], source_db)
     execute(servers["target"], dest_db, "CREATE TABLE tricky (old int)", "INSERT INTO tricky VALUES (1), (2)")
 
-    stats = copy_tables(servers["source"].connection(), source_db, ["tricky"], servers["target"].connection(),
-                        dest_db)
+    stats = copy_tables(db_on(servers["source"], source_db), ["tricky"], db_on(servers["target"], dest_db))
 
     assert stats["method"] == "dump" and stats["tables"] == {"tricky": {"rows": 3, "bytes": stats["bytes"]}}
     assert rows_of(servers["target"], dest_db, "tricky") == rows_of(servers["source"], source_db, "tricky")
@@ -226,8 +231,8 @@ def test_copies_work_whatever_sql_mode_the_servers_run_with(servers, fresh_db):
                 previous[name] = cur.fetchone()[0]
                 cur.execute("SET GLOBAL sql_mode = %s", (mode,))
         for method in ("dump", "pymysql"):
-            copy_tables(servers["source"].connection(), source_db, ["tricky"], servers["target"].connection(),
-                        dest_db, rename={"tricky": method}, method=method)
+            copy_tables(db_on(servers["source"], source_db), ["tricky"], db_on(servers["target"], dest_db),
+                        rename={"tricky": method}, method=method)
             assert rows_of(servers["target"], dest_db, method) == rows_of(servers["source"], source_db, "tricky")
     finally:
         for name, mode in previous.items():
@@ -239,7 +244,7 @@ def test_large_dump_through_the_rewriter_streams_in_bounded_memory_and_keeps_the
         servers, fresh_db, big_db):
     dest_db = fresh_db("target")
     with Watcher() as watcher:
-        stats = copy_tables(servers["source"].connection(), big_db, ["big"], servers["target"].connection(), dest_db,
+        stats = copy_tables(db_on(servers["source"], big_db), ["big"], db_on(servers["target"], dest_db),
                             rename={"big": "stage_big"}, method="dump")
     assert stats["rows"] == BIG_ROWS and stats["bytes"] > 40e6
     dumps_seen = [line.split(b"\0") for line in watcher.command_lines
@@ -254,7 +259,7 @@ def test_large_dump_through_the_rewriter_streams_in_bounded_memory_and_keeps_the
 def test_large_pymysql_copy_streams_in_bounded_memory(servers, fresh_db, big_db):
     dest_db = fresh_db("target")
     with Watcher() as watcher:
-        stats = copy_tables(servers["source"].connection(), big_db, ["big"], servers["target"].connection(), dest_db,
+        stats = copy_tables(db_on(servers["source"], big_db), ["big"], db_on(servers["target"], dest_db),
                             method="pymysql")
     assert stats["rows"] == BIG_ROWS
     assert watcher.peak - watcher.baseline < 50e6
@@ -270,8 +275,7 @@ def test_insert_select_does_not_lock_the_live_source_rows(servers, fresh_db, big
     dest_db = fresh_db("source")
     outcome = {}
     worker = threading.Thread(target=lambda: outcome.update(stats=copy_tables(
-        servers["source"].connection(), big_db, ["big"], servers["source"].connection(), dest_db,
-        rename={"big": "work_big"})))
+        db_on(servers["source"], big_db), ["big"], db_on(servers["source"], dest_db), rename={"big": "work_big"})))
     worker.start()
     try:
         with servers["source"].connect(big_db) as conn, conn.cursor() as cur:
@@ -296,7 +300,7 @@ def test_wrong_password_of_the_source_is_systemic(servers, fresh_db):
     execute(servers["source"], source_db, "CREATE TABLE t (id int)")
     wrong = dict(servers["source"].connection(), password="not-the-password")
     with pytest.raises(MigrationError) as caught:
-        copy_tables(wrong, source_db, ["t"], servers["target"].connection(), dest_db)
+        copy_tables(Database.from_params(wrong).on(source_db), ["t"], db_on(servers["target"], dest_db))
     error = caught.value
     assert (error.failure_class, error.reason, error.error_code, error.phase) == (SYSTEMIC, "access", 1045, "copy")
     assert "not-the-password" not in str(error)
@@ -307,11 +311,12 @@ def test_wrong_password_of_the_destination_fails_the_loader_and_is_systemic(serv
     execute(servers["source"], source_db, "CREATE TABLE t (id int)", "INSERT INTO t VALUES (1)")
     wrong = dict(servers["target"].connection(), password="not-the-password")
     with pytest.raises(MigrationError) as caught:
-        copy_tables(servers["source"].connection(), source_db, ["t"], wrong, dest_db, method="dump")
+        copy_tables(db_on(servers["source"], source_db), ["t"], Database.from_params(wrong, role="target").on(dest_db),
+                    method="dump")
     error = caught.value
     assert (error.failure_class, error.reason, error.error_code) == (SYSTEMIC, "access", 1045)
-    assert "loading into 127.0.0.1:%d/%s: mariadb failed (exit status 1): ERROR 1045 (28000): Access denied" % (
-        servers["target"].port, dest_db) in str(error)
+    assert "loading into the target database (127.0.0.1:%d/%s): mariadb failed (exit status 1): ERROR 1045 (28000): " \
+        "Access denied" % (servers["target"].port, dest_db) in str(error)
     assert client_children() == []
 
 
@@ -319,11 +324,12 @@ def test_a_failing_dump_is_reported_rather_than_the_truncated_load(servers, fres
     dest_db = fresh_db("target")
     dump_path, client_path = copy_engine.client_tools()
     wrong = dict(servers["source"].connection(), password="not-the-password")
-    with client_option_file(wrong) as source_options, client_option_file(servers["target"].connection()) as dest_options, \
+    with Database.from_params(wrong).client_options() as source_options, \
+            db_on(servers["target"], None).client_options() as dest_options, \
             open(tmp_path / "dump.err", "w+b") as dump_errors, open(tmp_path / "load.err", "w+b") as load_errors:
         pipeline = DumpPipeline(dump_command(dump_path, source_options, "mysql", ["user"]),
                                 load_command(client_path, dest_options, dest_db), dump_errors, load_errors,
-                                None, copy_engine.Deadline(30))
+                                None, Deadline(30))
         pipeline.run()
         side, text, status = pipeline.failure()
     assert (side, status) == ("dump", 2) and text.startswith("mariadb-dump: Got error: 1045: \"Access denied")
@@ -338,12 +344,12 @@ def test_a_stopped_server_is_systemic_and_the_copy_works_again_once_it_is_back(s
     try:
         for method in ("dump", "pymysql"):
             with pytest.raises(MigrationError) as caught:
-                copy_tables(servers["source"].connection(), source_db, ["t"], outage_server.connection(), "landing",
+                copy_tables(db_on(servers["source"], source_db), ["t"], db_on(outage_server, "landing"),
                             method=method)
             assert caught.value.failure_class == SYSTEMIC and caught.value.reason == "connection", str(caught.value)
     finally:
         start_server_again(outage_server)
-    stats = copy_tables(servers["source"].connection(), source_db, ["t"], outage_server.connection(), "landing")
+    stats = copy_tables(db_on(servers["source"], source_db), ["t"], db_on(outage_server, "landing"))
     assert stats["rows"] == 2
     assert client_children() == []
 
@@ -354,8 +360,8 @@ def test_a_server_that_goes_down_during_the_copy_is_systemic(servers, big_db, ou
 
     def run():
         try:
-            outcome["stats"] = copy_tables(servers["source"].connection(), big_db, ["big"],
-                                           outage_server.connection(), "landing", method="dump")
+            outcome["stats"] = copy_tables(db_on(servers["source"], big_db), ["big"], db_on(outage_server, "landing"),
+                                           method="dump")
         except MigrationError as exc:
             outcome["error"] = exc
 
@@ -386,8 +392,8 @@ def test_a_missing_source_table_is_a_site_failure_that_names_the_table(servers, 
     source_db, dest_db = fresh_db("source"), fresh_db("target")
     execute(servers["source"], source_db, "CREATE TABLE wp_9_posts (id int)")
     with pytest.raises(MigrationError) as caught:
-        copy_tables(servers["source"].connection(), source_db, ["wp_9_posts", "wp_9_options"],
-                    servers["target"].connection(), dest_db)
+        copy_tables(db_on(servers["source"], source_db), ["wp_9_posts", "wp_9_options"],
+                    db_on(servers["target"], dest_db))
     assert (caught.value.failure_class, caught.value.table, caught.value.phase) == (SITE, "wp_9_options", "copy")
     with servers["target"].connect(dest_db) as conn, conn.cursor() as cur:
         cur.execute("SHOW TABLES")
@@ -399,13 +405,12 @@ def test_verification_catches_a_destination_that_lost_rows(servers, fresh_db):
     execute(servers["source"], source_db, "CREATE TABLE t (id int)", "INSERT INTO t VALUES (1), (2), (3)")
     execute(servers["target"], dest_db, "CREATE TABLE s_t (id int)", "INSERT INTO s_t VALUES (1), (2)")
     with pytest.raises(MigrationError) as caught:
-        verify_copy(servers["source"].connection(), source_db, servers["target"].connection(), dest_db,
-                    {"t": "s_t"}, {"t": 3})
+        verify_copy(db_on(servers["source"], source_db), db_on(servers["target"], dest_db), {"t": "s_t"}, {"t": 3})
     error = caught.value
     assert (error.failure_class, error.reason, error.table) == (SITE, "verification", "t")
     assert "s_t has 2 rows after the copy, but %s.t had 3 before the copy and has 3 now" % source_db in str(error)
     # A source that changed during the copy is accepted when the copy matches its count before or after.
-    assert verify_copy(servers["source"].connection(), source_db, servers["target"].connection(), dest_db,
+    assert verify_copy(db_on(servers["source"], source_db), db_on(servers["target"], dest_db),
                        {"t": "s_t"}, {"t": 2}) == {"s_t": 2}
 
 
@@ -422,9 +427,9 @@ def test_timeout_stops_the_copy_and_leaves_no_child_process(servers, fresh_db, m
             cur.execute("START TRANSACTION")
             cur.execute("SELECT * FROM stage_t")
         started = time.monotonic()
-        with pytest.raises(MigrationError) as caught:
-            copy_tables(servers[source_name].connection(), source_db, ["t"], servers[dest_name].connection(), dest_db,
-                        rename={"t": "stage_t"}, method=method, timeout=2)
+        with pytest.raises(MigrationError) as caught, Deadline(2).armed() as deadline:
+            copy_tables(db_on(servers[source_name], source_db), ["t"], db_on(servers[dest_name], dest_db),
+                        rename={"t": "stage_t"}, method=method, deadline=deadline)
         elapsed = time.monotonic() - started
     finally:
         blocker.rollback()

@@ -39,7 +39,8 @@ def test_clients_die_with_a_killed_copier(servers, fresh_db, tmp_path):
         sys.path[:0] = [%r, %r]
         from params import SOURCE, DEST
         from ansible_collections.wfu.multisite.plugins.module_utils.copy_engine import copy_tables
-        copy_tables(SOURCE, %r, ["big"], DEST, %r, method="dump")
+        from ansible_collections.wfu.multisite.plugins.module_utils.db import Database
+        copy_tables(Database.from_params(SOURCE).on(%r), ["big"], Database.from_params(DEST).on(%r), method="dump")
     """ % (os.path.join(ROOT, ".venv", "collections"), str(tmp_path), source_db, dest_db))
     copier = subprocess.Popen([sys.executable, "-c", script])
     deadline = time.monotonic() + 30

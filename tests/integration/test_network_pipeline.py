@@ -183,7 +183,7 @@ def inject_lost_row(monkeypatch):
     def stage(self, mig_conn, work_to_stage):
         result = real_stage(self, mig_conn, work_to_stage)
         staged_blogs = next(t for t in work_to_stage.values() if t.endswith("_blogs"))
-        with contextlib.closing(self.target.connect()) as conn, conn.cursor() as cur:
+        with contextlib.closing(self.target.db.connect()) as conn, conn.cursor() as cur:
             cur.execute("DELETE FROM `%s`.`%s` WHERE blog_id = 2" % (self.target.database, staged_blogs))
         return result
 
@@ -191,9 +191,10 @@ def inject_lost_row(monkeypatch):
 
 
 def inject_rename(monkeypatch):
-    real = pipeline._rename_statement
-    monkeypatch.setattr(pipeline, "_rename_statement",
-                        lambda database, moves: real(database, list(moves) + [("wfu_missing", "wfu_missing_2")]))
+    real = tbl.rename_statement
+    monkeypatch.setattr(tbl, "rename_statement",
+                        lambda database, moves, to_database=None: real(
+                            database, list(moves) + [("wfu_missing", "wfu_missing_2")], to_database))
 
 
 @pytest.mark.parametrize("inject, phase, failure_class", [
@@ -210,4 +211,68 @@ def test_failure_leaves_the_network_tables_as_they_were(subdir, monkeypatch, inj
     with pytest.raises(MigrationError) as raised:
         setup.network().run(timeout=120)
     assert (raised.value.phase, raised.value.failure_class) == (phase, failure_class), str(raised.value)
+    assert (setup.target_fingerprint(), fingerprint(setup.migration_server, setup.migration_database)) == before
+
+
+# -- sites only the target has ----------------------------------------------------------------------------------------
+
+@pytest.fixture
+def with_target_only_site(servers):
+    """dev has sites 1-3, uat 1-2 plus site 9, which only uat has (with its wp_blogmeta rows and its tables)."""
+    setup = MigrationSetup(servers, NetworkSpec(url=DEV, sites=3, posts_per_site=2),
+                           NetworkSpec(url=UAT, sites=2, posts_per_site=2, seed=2))
+
+    def add_site(domain, path):
+        query(setup.target_server, setup.target_database,
+              "INSERT INTO wp_blogs (blog_id, site_id, domain, path, registered, last_updated, public, archived, mature, "
+              "spam, deleted, lang_id) VALUES (9, 1, %s, %s, '2024-01-02 03:04:05', '2024-01-02 03:04:05', 1, 0, 0, "
+              "0, 0, 0)", (domain, path))
+        for key, value in (("db_version", "57155"), ("is_uat_lab", "https://uat.example.edu/lab/")):
+            query(setup.target_server, setup.target_database,
+                  "INSERT INTO wp_blogmeta (blog_id, meta_key, meta_value) VALUES (9, %s, %s)", (key, value))
+        query(setup.target_server, setup.target_database, "CREATE TABLE wp_9_options (option_id INT PRIMARY KEY)")
+
+    setup.add_target_only_site = add_site
+    yield setup
+    setup.drop()
+
+
+def rows_of_site_9(setup):
+    return (query(setup.target_server, setup.target_database,
+                  "SELECT blog_id, site_id, domain, path, CAST(registered AS CHAR), public FROM wp_blogs WHERE "
+                  "blog_id = 9"),
+            query(setup.target_server, setup.target_database,
+                  "SELECT meta_key, meta_value FROM wp_blogmeta WHERE blog_id = 9 ORDER BY meta_key"))
+
+
+def test_a_site_only_the_target_has_keeps_its_network_rows(with_target_only_site):
+    setup = with_target_only_site
+    setup.add_target_only_site("uat.example.edu", "/lab/")
+    before = rows_of_site_9(setup)
+    assert before[0] and len(before[1]) == 2
+    plan = setup.network(check_mode=True).run()["plan"]
+    assert plan["target_only_sites"] == [{"blog_id": 9, "domain": "uat.example.edu", "path": "/lab/"}]
+    result = setup.network().run(timeout=120)
+    assert result["target_only_sites"] == [{"blog_id": 9, "domain": "uat.example.edu", "path": "/lab/"}]
+    # Its rows came along unchanged, and every site of the source arrived as well.
+    assert rows_of_site_9(setup) == before
+    blog_ids = [row[0] for row in query(setup.target_server, setup.target_database, "SELECT blog_id FROM wp_blogs")]
+    assert sorted(blog_ids) == [1, 2, 3, 9]
+    source_meta = query(setup.source.server, setup.source.database, "SELECT COUNT(*) FROM wp_blogmeta")[0][0]
+    assert query(setup.target_server, setup.target_database, "SELECT COUNT(*) FROM wp_blogmeta")[0][0] == source_meta + 2
+    assert "wp_9_options" in setup.target_tables()
+    assert tbl.work_tables_of(setup.migration_tables()) == []
+
+
+def test_a_site_only_the_target_has_at_a_migrated_sites_address_stops_the_network_step(with_target_only_site):
+    setup = with_target_only_site
+    domain, path, _url = addresses(UAT, setup.source.spec)[3]
+    setup.add_target_only_site(domain, path)
+    before = (setup.target_fingerprint(), fingerprint(setup.migration_server, setup.migration_database))
+    with pytest.raises(MigrationError) as raised:
+        setup.network().run(timeout=120)
+    message = str(raised.value)
+    assert "site 9 exists only in uat, at %s%s, and site 3 of dev would arrive at the same address" % (
+        domain, path) in message
+    assert "give site 9 in uat another address" in message and raised.value.phase == "prepare"
     assert (setup.target_fingerprint(), fingerprint(setup.migration_server, setup.migration_database)) == before

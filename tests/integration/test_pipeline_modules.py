@@ -207,11 +207,12 @@ def test_cleanup_module_dry_run_sweep_idempotence_and_refusal(migration, tmp_pat
     assert (results["first"]["changed"], results["first"]["migration_db"], results["first"]["target"]) == (
         True, ["m5__wp_5_posts"], ["wfu_stage__wp_5_posts"])
     assert results["second"]["changed"] is False
-    assert (results["everything"]["migration_db"], results["everything"]["target"]) == (["m6__wp_6_posts"],
-                                                                                        ["wfu_old__wp_6_posts"])
+    # A full sweep empties the migration database: also the tables no run of ours made (notes).
+    assert (results["everything"]["migration_db"], results["everything"]["target"]) == (
+        ["m6__wp_6_posts", "notes"], ["wfu_old__wp_6_posts"])
+    assert results["everything"]["in_use"] == []
     assert results["again"]["changed"] is False
     assert results["refused"]["failed"] is True and "refusing" in results["refused"]["msg"]
     assert "environment dev" in results["refused"]["msg"]
-    assert table_names(migration.migration_server, migration.migration_database) == ["notes"]
+    assert table_names(migration.migration_server, migration.migration_database) == []
     assert tbl.target_leftovers(migration.target_tables(), "wp_") == []
-    query(migration.migration_server, migration.migration_database, "DROP TABLE notes")

@@ -8,7 +8,10 @@ url, not from the pipeline's own mapping code.
 
 import contextlib
 import errno
+import gzip
+import os
 import signal
+import subprocess
 import threading
 import time
 from urllib.parse import urlsplit
@@ -17,9 +20,9 @@ import pymysql
 import pytest
 from helpers import (OUTSIDE_HOSTS, MigrationSetup, addresses, client_children, connect, count_occurrences, fingerprint,
                      create_database, drop_database, host_leftovers, php_unserializes, query, row_counts,
-                     serialized_values, table_names, without)
+                     serialized_values, without)
 
-from ansible_collections.wfu.multisite.plugins.module_utils import cleanup, copy_engine, pipeline
+from ansible_collections.wfu.multisite.plugins.module_utils import copy_engine, pipeline
 from ansible_collections.wfu.multisite.plugins.module_utils import tables as tbl
 from ansible_collections.wfu.multisite.plugins.module_utils.db import ConfigError
 from ansible_collections.wfu.multisite.plugins.module_utils.errors import MigrationError
@@ -211,9 +214,9 @@ def test_site_owns_exactly_its_numbered_tables(crowded, monkeypatch, site_id):
     copied = []
     real_copy = pipeline.copy_tables
 
-    def recording_copy(source, source_db, tables, *args, **kwargs):
+    def recording_copy(source, tables, *args, **kwargs):
         copied.append(list(tables))
-        return real_copy(source, source_db, tables, *args, **kwargs)
+        return real_copy(source, tables, *args, **kwargs)
 
     monkeypatch.setattr(pipeline, "copy_tables", recording_copy)
     before = setup.target_fingerprint()
@@ -248,7 +251,7 @@ def _stage_then(change):
 
     def stage(self, mig_conn, work_to_stage):
         result = real_stage(self, mig_conn, work_to_stage)
-        with contextlib.closing(self.target.connect()) as conn, conn.cursor() as cur:
+        with contextlib.closing(self.target.db.connect()) as conn, conn.cursor() as cur:
             cur.execute(change(self.target.database, sorted(work_to_stage.values())))
         return result
 
@@ -289,16 +292,16 @@ def inject_backup(_monkeypatch, tmp_path):
 
 
 def inject_rename(monkeypatch, _tmp_path):
-    real = pipeline._rename_statement
+    real = tbl.rename_statement
     calls = []
 
-    def statement(database, moves):
+    def statement(database, moves, to_database=None):
         calls.append(1)
         # A move of a table that does not exist makes the whole RENAME TABLE fail on the server.
         extra = [("wfu_missing_table", "wfu_missing_table_2")] if len(calls) == 1 else []
-        return real(database, list(moves) + extra)
+        return real(database, list(moves) + extra, to_database)
 
-    monkeypatch.setattr(pipeline, "_rename_statement", statement)
+    monkeypatch.setattr(tbl, "rename_statement", statement)
 
 
 def inject_verify_after_swap(monkeypatch, _tmp_path):
@@ -313,10 +316,13 @@ def inject_verify_after_swap(monkeypatch, _tmp_path):
 
 
 class _ReplyLost:
-    """A real connection whose next statement reaches the server, but whose reply never comes back."""
+    """A real connection whose rename reaches the server, but whose reply never comes back."""
 
     def __init__(self, conn):
         self.conn = conn
+
+    def get_server_info(self):
+        return self.conn.get_server_info()
 
     @contextlib.contextmanager
     def cursor(self):
@@ -325,7 +331,8 @@ class _ReplyLost:
     def execute(self, sql, args=None):
         with self.conn.cursor() as cur:
             cur.execute(sql, args)
-        raise pymysql.err.OperationalError(2013, "Lost connection to server during query")
+        if "RENAME TABLE" in sql or "RENAME TABLE" in str(args):
+            raise pymysql.err.OperationalError(2013, "Lost connection to server during query")
 
 
 def inject_lost_rename_reply(monkeypatch, _tmp_path):
@@ -491,72 +498,6 @@ def test_timeout_while_the_swap_waits_for_a_lock(subdir, monkeypatch):
     assert busy == []
 
 
-# -- cleanup sweep ----------------------------------------------------------------------------------------------------
-
-MIGRATION_TABLES = ["m2__wp_2_posts", "m2__wp_2_options", "m20__wp_20_posts", "mnet__wp_blogs", "m2_wp_2_posts",
-                    "wp_2_posts", "notes"]
-TARGET_TABLES = ["wp_2_posts", "wp_2_options", "wp_blogs", "wp_20_posts", "wfu_stage__wp_2_posts", "wfu_old__wp_2_options",
-                 "wfu_stage__wp_20_posts", "wfu_old__wp_blogs", "wfu_stage_wp_2_posts", "wfu_stage__other_posts"]
-
-
-@pytest.fixture
-def leftovers(servers, fresh_db):
-    migration, target = fresh_db("migration"), fresh_db("target")
-    for server, database, names in (("migration", migration, MIGRATION_TABLES), ("target", target, TARGET_TABLES)):
-        for name in names:
-            query(servers[server], database, "CREATE TABLE `%s` (id INT PRIMARY KEY)" % name)
-    return servers["migration"].connection(migration), servers["target"].connection(target)
-
-
-def test_cleanup_puts_back_a_replaced_table_whose_live_table_is_missing(servers, fresh_db):
-    """After an undo that could not finish, wfu_old__X may be the only copy of X: it is restored, not dropped."""
-    migration, target = fresh_db("migration"), fresh_db("target")
-    query(servers["target"], target, "CREATE TABLE `wfu_old__wp_7_posts` (id INT PRIMARY KEY)")
-    query(servers["target"], target, "INSERT INTO `wfu_old__wp_7_posts` VALUES (1), (2)")
-    query(servers["target"], target, "CREATE TABLE `wfu_stage__wp_7_posts` (id INT PRIMARY KEY)")
-    result = cleanup.sweep(servers["migration"].connection(migration), site_id=7,
-                           target=servers["target"].connection(target))
-    assert (result["target"], result["restored"]) == (["wfu_stage__wp_7_posts"], ["wfu_old__wp_7_posts"])
-    assert table_names(servers["target"], target) == ["wp_7_posts"]
-    assert query(servers["target"], target, "SELECT COUNT(*) FROM wp_7_posts")[0][0] == 2
-
-
-def test_cleanup_sweeps_one_site_then_everything_and_only_marked_tables(servers, leftovers):
-    migration_db, target_db = leftovers
-    mig, tgt = servers["migration"], servers["target"]
-    fingerprints = (fingerprint(mig, migration_db["database"]), fingerprint(tgt, target_db["database"]))
-
-    dry = cleanup.sweep(migration_db, site_id=2, target=target_db, check_mode=True)
-    assert dry == {"migration_db": ["m2__wp_2_options", "m2__wp_2_posts"],
-                   "target": ["wfu_old__wp_2_options", "wfu_stage__wp_2_posts"], "restored": [], "changed": True}
-    assert (fingerprint(mig, migration_db["database"]), fingerprint(tgt, target_db["database"])) == fingerprints
-
-    assert cleanup.sweep(migration_db, site_id="2", target=target_db) == dry
-    assert cleanup.sweep(migration_db, site_id=2, target=target_db) == {"migration_db": [], "target": [],
-                                                                        "restored": [], "changed": False}
-    assert "m20__wp_20_posts" in table_names(mig, migration_db["database"])
-    assert "wfu_stage__wp_20_posts" in table_names(tgt, target_db["database"])
-
-    kept = cleanup.sweep(migration_db, target=target_db, keep_backup_tables=True)
-    assert kept["target"] == ["wfu_stage__other_posts", "wfu_stage__wp_20_posts"]
-    everything = cleanup.sweep(migration_db, target=target_db)
-    assert everything == {"migration_db": [], "target": ["wfu_old__wp_blogs"], "restored": [], "changed": True}
-    assert kept["migration_db"] == ["m20__wp_20_posts", "mnet__wp_blogs"]
-    assert cleanup.sweep(migration_db, target=target_db)["changed"] is False
-    assert table_names(mig, migration_db["database"]) == sorted(["m2_wp_2_posts", "wp_2_posts", "notes"])
-    assert table_names(tgt, target_db["database"]) == sorted(["wp_2_posts", "wp_2_options", "wp_blogs", "wp_20_posts",
-                                                              "wfu_stage_wp_2_posts"])
-
-
-def test_cleanup_refuses_a_migration_db_that_is_an_environment(servers, leftovers):
-    migration_db, target_db = leftovers
-    before = fingerprint(servers["migration"], migration_db["database"])
-    same_place = dict(migration_db, host="localhost")
-    with pytest.raises(ConfigError, match="environment uat"):
-        cleanup.sweep(migration_db, protected={"dev": target_db, "uat": same_place})
-    assert fingerprint(servers["migration"], migration_db["database"]) == before
-
-
 def test_pipeline_refuses_a_migration_db_that_is_an_environment(subdir):
     with pytest.raises(ConfigError, match="migration database"):
         SiteMigration(2, pipeline.Endpoint(subdir.source_env()), pipeline.Endpoint(subdir.target_env()),
@@ -608,3 +549,96 @@ def test_verification_accepts_the_other_scheme_and_a_wordpress_directory(subdir)
         for name, value in original.items():
             query(source.server, source.database, "UPDATE `%s` SET option_value = %%s WHERE option_name = %%s" % options,
                   (value, name))
+
+
+# -- tables only the target has -----------------------------------------------------------------------------------
+
+@pytest.fixture
+def target_has_more(servers):
+    """Site 2 of uat has a table dev's site 2 has not (a plugin's): wp_2_plugin_log, with one row."""
+    setup = MigrationSetup(servers, NetworkSpec(url=DEV, sites=2, posts_per_site=3),
+                           NetworkSpec(url=UAT, sites=2, posts_per_site=2, seed=2))
+    query(setup.target_server, setup.target_database, "CREATE TABLE wp_2_plugin_log (id INT PRIMARY KEY, note TEXT)")
+    query(setup.target_server, setup.target_database, "INSERT INTO wp_2_plugin_log VALUES (1, 'kept in uat')")
+    yield setup
+    setup.drop()
+
+
+def test_tables_only_the_target_has_are_reported_and_kept_by_default(target_has_more):
+    setup = target_has_more
+    plan = setup.site(2, check_mode=True).run()["plan"]
+    assert (plan["target_only_tables"], plan["target_only_rule"]) == (["wp_2_plugin_log"], "keep")
+    result = setup.site(2).run(timeout=120)
+    assert (result["target_only_tables"], result["target_only_rule"]) == (["wp_2_plugin_log"], "keep")
+    assert query(setup.target_server, setup.target_database, "SELECT note FROM wp_2_plugin_log") == (("kept in uat",),)
+    assert setup.target_site_tables(2) == sorted(setup.expected_target_tables(2) + ["wp_2_plugin_log"])
+
+
+def test_move_aside_takes_them_out_in_the_swap_and_keeps_them_with_the_backup(target_has_more, tmp_path, monkeypatch):
+    setup = target_has_more
+    statements = []
+    real = tbl.rename_statement
+
+    def recording(database, moves, to_database=None):
+        statements.append(real(database, moves, to_database))
+        return statements[-1]
+
+    monkeypatch.setattr(tbl, "rename_statement", recording)
+    backups = tmp_path / "backups"
+    result = setup.site(2, options={"target_only_tables": "move_aside", "backup_dir": str(backups),
+                                    "keep_backup_tables": True}).run(timeout=120)
+    assert (result["target_only_tables"], result["target_only_rule"]) == (["wp_2_plugin_log"], "move_aside")
+    # Exactly the source's tables now; the moved table went aside in the swap's one statement.
+    assert setup.target_site_tables(2) == setup.expected_target_tables(2)
+    swap = [s for s in statements if "wfu_stage__wp_2_posts` TO" in s]
+    assert len(swap) == 1 and "`wp_2_plugin_log` TO `%s`.`wfu_old__wp_2_plugin_log`" % setup.target_database in swap[0]
+    assert "wfu_old__wp_2_plugin_log" in result["backup"]["tables"]
+    assert query(setup.target_server, setup.target_database,
+                 "SELECT note FROM wfu_old__wp_2_plugin_log") == (("kept in uat",),)
+    with gzip.open(result["backup"]["file"], "rt", encoding="utf-8") as dump:
+        text = dump.read()
+    assert "CREATE TABLE `wp_2_plugin_log`" in text and "kept in uat" in text
+
+
+def test_an_undone_swap_brings_back_the_tables_moved_aside(target_has_more, monkeypatch, tmp_path):
+    setup = target_has_more
+    inject_verify_after_swap(monkeypatch, tmp_path)
+    before = setup.target_fingerprint()
+    with pytest.raises(MigrationError):
+        setup.site(2, options={"target_only_tables": "move_aside"}).run(timeout=120)
+    assert setup.target_fingerprint() == before
+
+
+def test_an_unknown_target_only_rule_is_refused_before_anything_happens(target_has_more):
+    with pytest.raises(ConfigError, match="target_only_tables must be one of keep, move_aside"):
+        target_has_more.site(2, options={"target_only_tables": "drop"})
+
+
+# -- a backup that does not fit ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 KB tmpfs (one page): a site's backup dump (about 10 KB here) fails there with a real ENOSPC."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k,mode=0700", "tmpfs", str(mount_point)],
+                             capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root): %s" % mounted.stderr.decode().strip())
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_a_backup_that_fills_the_disk_is_removed_and_the_site_left_as_it_was(subdir, small_disk):
+    setup = subdir
+    before = setup.target_fingerprint()
+    with pytest.raises(MigrationError) as raised:
+        setup.site(2, options={"backup_dir": str(small_disk)}).run(timeout=120)
+    error = raised.value
+    assert (error.phase, error.failure_class, error.reason) == ("backup", "systemic", "disk_full"), str(error)
+    assert os.listdir(small_disk) == []
+    assert setup.target_fingerprint() == before
+    assert tbl.work_tables_of(setup.migration_tables()) == []
+    assert client_children() == []

@@ -11,7 +11,7 @@ import tracemalloc
 
 import pytest
 
-from ansible_collections.wfu.multisite.plugins.module_utils.db import client_option_file
+from ansible_collections.wfu.multisite.plugins.module_utils.db import Database
 from tools.wpnetwork import (
     EXTERNAL_URLS, LIBRARY_URL, MAILTO, WEBDEV_URL, NetworkExistsError, NetworkSpec, generate_sql, load_network,
     site_urls,
@@ -47,10 +47,10 @@ def _tables(server, database):
 
 
 def _dump(server, database):
-    with client_option_file(server.connection()) as option_file:
-        result = subprocess.run([shutil.which("mariadb-dump") or "mysqldump", "--defaults-extra-file=" + option_file,
+    with Database.from_params(server.connection()).client_options() as (option_argument, option_fd):
+        result = subprocess.run([shutil.which("mariadb-dump") or "mysqldump", option_argument,
                                  "--skip-dump-date", "--skip-comments", database],
-                                capture_output=True, check=True)
+                                capture_output=True, check=True, pass_fds=(option_fd,))
     return result.stdout
 
 

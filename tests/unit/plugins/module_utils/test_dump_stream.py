@@ -143,16 +143,17 @@ def test_option_file_comes_first_and_mysql_dump_gets_its_own_flags(tmp_path):
     fake = tmp_path / "mysqldump"
     fake.write_text("#!/bin/sh\necho 'mysqldump  Ver 8.0.36 for Linux on x86_64 (MySQL Community Server - GPL)'\n")
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    mysql_argv = dump_command(str(fake), "/tmp/a.cnf", "wp", ["wp_5_posts"])
-    assert mysql_argv[1] == "--defaults-extra-file=/tmp/a.cnf"
-    assert "--set-gtid-purged=OFF" in mysql_argv and "--column-statistics=0" in mysql_argv
-    assert mysql_argv[-2:] == ["wp", "wp_5_posts"]
+    options_a, options_b = ("--defaults-extra-file=/dev/fd/7", 7), ("--defaults-extra-file=/dev/fd/8", 8)
+    mysql = dump_command(str(fake), options_a, "wp", ["wp_5_posts"])
+    assert mysql.argv[1] == "--defaults-extra-file=/dev/fd/7" and mysql.fds == (7,)
+    assert "--set-gtid-purged=OFF" in mysql.argv and "--column-statistics=0" in mysql.argv
+    assert mysql.argv[-2:] == ["wp", "wp_5_posts"]
     tools = copy_engine.client_tools()
     if tools is None:
         pytest.skip("no MariaDB client tools installed")
     assert not is_mysql_tool(tools[0])
-    mariadb_argv = dump_command(tools[0], "/tmp/a.cnf", "wp", ["wp_5_posts"])
-    assert mariadb_argv[1] == "--defaults-extra-file=/tmp/a.cnf" and "--set-gtid-purged=OFF" not in mariadb_argv
-    load_argv = load_command(tools[1], "/tmp/b.cnf", "wp_migration")
-    assert load_argv[1] == "--defaults-extra-file=/tmp/b.cnf" and "--skip-print-query-on-error" in load_argv
-    assert os.path.basename(load_command(tools[1], "/tmp/b.cnf", "wp_migration")[0]) in ("mariadb", "mysql")
+    mariadb = dump_command(tools[0], options_a, "wp", ["wp_5_posts"])
+    assert mariadb.argv[1] == "--defaults-extra-file=/dev/fd/7" and "--set-gtid-purged=OFF" not in mariadb.argv
+    load = load_command(tools[1], options_b, "wp_migration")
+    assert load.argv[1] == "--defaults-extra-file=/dev/fd/8" and "--skip-print-query-on-error" in load.argv
+    assert load.fds == (8,) and os.path.basename(load.argv[0]) in ("mariadb", "mysql")
