@@ -113,7 +113,8 @@ class Deadline:
         """Run the block under this deadline; when it fires, its error is raised in this thread (the main one).
 
         Outside the main thread nothing can be raised in a waiting thread: the deadline still fires (kills
-        the statements, ``expired()`` turns true) and the code checks for it.
+        the statements, ``expired()`` turns true) and the code checks for it.  Deadlines do not nest: a call
+        arms one.
         """
         timer = None
         self._signals = threading.current_thread() is threading.main_thread()
@@ -162,6 +163,9 @@ class Deadline:
         except ProcessLookupError:
             self.interrupt(gone)
             yield
+            return
+        except OSError:
+            yield  # a kernel without pidfds (before Linux 5.3): nothing to watch with
             return
         stop_read, stop_write = os.pipe()
 
