@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up of a development/CI machine for wfu.multisite:
-#   - MariaDB server + client and php-cli from the OS packages (only when missing; needs root),
+#   - MariaDB server + client, php-cli and rsync from the OS packages (only when missing; needs root),
 #   - .venv with the pinned tools of requirements.txt (only when requirements.txt changed),
 #   - the collection importable as ansible_collections.wfu.multisite (a link inside .venv),
 #   - the offline get-pip stand-in ansible-test needs for its sanity/units venvs.
@@ -15,6 +15,7 @@ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(ma
 command -v mariadb >/dev/null 2>&1 && command -v mariadb-dump >/dev/null 2>&1 || missing+=(mariadb-client)
 command -v php >/dev/null 2>&1 || missing+=(php-cli)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+command -v rsync >/dev/null 2>&1 || missing+=(rsync)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "setup: ${missing[*]} missing; run 'sudo make setup' or install them with your package manager." >&2
