@@ -29,8 +29,6 @@ import dataclasses
 import math
 import os
 import re
-import socket
-import struct
 
 try:
     import pymysql
@@ -367,22 +365,6 @@ if HAS_PYMYSQL:
             except pymysql.err.MySQLError as exc:
                 exc.wfu_database = self.wfu_database
                 raise
-
-        def abort(self):
-            """Drop the connection at once.  Over TCP this is a reset, and the server's kernel discards what the
-            server has not read yet: a statement sent to a server that hung never runs when it wakes up."""
-            sock = self._sock
-            if sock is not None and sock.family != socket.AF_UNIX:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self._force_close()
-
-        def __exit__(self, exc_type, exc_value, traceback):
-            """Leaving a ``with`` block by an exception aborts the connection (see ``abort``); else it closes."""
-            if exc_type is None:
-                self.close()
-            else:
-                self.abort()
 
 
 def connect(params, database=None, autocommit=True, connect_timeout=CONNECT_TIMEOUT, read_timeout=None,

@@ -157,8 +157,7 @@ class _TablePipeline:
     def _connections(self):
         """One connection to each of source, target and migration database, bounded by the call's deadline.
 
-        They are gone (and the locks they hold released) before a failure's cleanup starts: a failure aborts
-        them, so that nothing this call sent is run later by a server that hung.
+        They are closed (and the locks they hold released) before a failure's cleanup starts.
         """
         with contextlib.ExitStack() as stack:
             with self.timer.phase("connect"):
