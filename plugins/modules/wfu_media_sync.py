@@ -263,7 +263,7 @@ counts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.wfu.multisite.plugins.module_utils.copy_engine import Deadline
+from ansible_collections.wfu.multisite.plugins.module_utils.deadline import Deadline
 from ansible_collections.wfu.multisite.plugins.module_utils.errors import MigrationError, failure_result
 from ansible_collections.wfu.multisite.plugins.module_utils.media import media_location, sync_site_media
 

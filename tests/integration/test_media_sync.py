@@ -25,7 +25,7 @@ from helpers import COLLECTIONS, VENV_BIN, run_playbook
 from moto_s3 import ACCESS_KEY, CREDENTIAL_ENV, SECRET_KEY, CuttingProxy, MotoServer
 
 from ansible_collections.wfu.multisite.plugins.module_utils import media
-from ansible_collections.wfu.multisite.plugins.module_utils.copy_engine import Deadline
+from ansible_collections.wfu.multisite.plugins.module_utils.deadline import Deadline
 from ansible_collections.wfu.multisite.plugins.module_utils.errors import SITE, SYSTEMIC, MigrationError
 from tools.mariadb_servers import free_port
 
