@@ -118,8 +118,9 @@ def test_subdomain_network_lists_every_site_with_its_variables(subdomain_network
     assert inventory["_meta"]["hostvars"] == expected_hostvars(SUBDOMAIN, subdomain_network.sizes)
     assert inventory["_meta"]["hostvars"]["site-3"]["wfu_site_domain"] == "admissions.dev.example.edu"
     for variables in inventory["_meta"]["hostvars"].values():
-        assert all(type(variables["wfu_site_" + flag]) is bool for flag in FLAGS + ("large",)), variables
-        assert type(variables["wfu_site_id"]) is int and type(variables["wfu_site_bytes"]) is int, variables
+        assert all(isinstance(variables["wfu_site_" + flag], bool) for flag in FLAGS + ("large",)), variables
+        assert not any(isinstance(variables[key], bool) or not isinstance(variables[key], int)
+                       for key in ("wfu_site_id", "wfu_site_bytes")), variables
 
 
 def test_only_files_named_wfu_sites_are_read(subdomain_network, tmp_path):
