@@ -75,14 +75,22 @@ _SHORT_VALUE_LIMIT = 512
 _PAIR_VALUE, _PAIR_ARRAY = 1, 2
 
 
-def _sized_strings(limit):
-    """Regex source for a whole ``s:N:"...";`` token with N below ``limit``, N without leading zeros."""
+def _by_length(limit, leaf, first_digits="0123456789"):
+    """Regex source branching on a decimal number below ``limit`` (no leading zeros), then ``leaf(number)``.
+
+    A tree of digits, so that the regular expression itself checks a length it has just read.
+    """
     def after(digits):
-        branches = [':".{%d}";' % int(digits)]
+        branches = [leaf(int(digits))]
         if digits != "0":
             branches += [digit + after(digits + digit) for digit in "0123456789" if int(digits + digit) < limit]
         return "(?:%s)" % "|".join(branches)
-    return "s:(?:%s)" % "|".join(digit + after(digit) for digit in "0123456789" if int(digit) < limit)
+    return "(?:%s)" % "|".join(digit + after(digit) for digit in first_digits if int(digit) < limit)
+
+
+def _sized_strings(limit):
+    """Regex source for a whole ``s:N:"...";`` token with N below ``limit``."""
+    return "s:" + _by_length(limit, lambda size: ':".{%d}";' % size)
 
 
 @functools.lru_cache(maxsize=None)
@@ -127,10 +135,16 @@ def host_pair_regex(search):
     character that is not a letter or digit, between the guards
     ``(?<![A-Za-z0-9.-])`` and ``(?![A-Za-z0-9-])`` where they apply.
     """
-    literal = "".join("\\" + char if char < "\x80" and not char.isalnum() else char for char in search)
     before = "(?<![A-Za-z0-9.-])" if _is_ascii_alnum(search[:1]) else ""
-    after = "(?![A-Za-z0-9-])" if _is_ascii_alnum(search[-1:]) else ""
-    return before + literal + after
+    return before + _host_literal(search) + _host_after(search)
+
+
+def _host_literal(search):
+    return "".join("\\" + char if char < "\x80" and not char.isalnum() else char for char in search)
+
+
+def _host_after(search):
+    return "(?![A-Za-z0-9-])" if _is_ascii_alnum(search[-1:]) else ""
 
 
 def _is_ascii_alnum(char):
@@ -138,48 +152,69 @@ def _is_ascii_alnum(char):
 
 
 def json_variants(text):
-    """The forms ``text`` can take inside JSON, in the order they are tried.
+    """The forms ``text`` takes inside a JSON string, as PHP's ``json_encode`` writes it.
 
-    1. ``/`` written ``\\/`` (PHP ``json_encode`` with ``JSON_UNESCAPED_UNICODE``);
-    2. ``/`` written ``\\/`` and every non-ASCII character ``\\uXXXX``
-       (lower-case hex, astral characters as surrogate pairs): ``json_encode``
-       and ``wp_json_encode`` with default flags;
-    3. non-ASCII ``\\uXXXX`` with plain ``/`` (``JSON_UNESCAPED_SLASHES``).
+    One form for each of the four ways its flags can treat ``/`` and
+    non-ASCII characters, in this order:
 
-    Quotes, backslashes and control characters are not escaped: search
-    strings are URLs, host names and paths.
+    1. default flags (``json_encode``, ``wp_json_encode``): ``/`` as ``\\/``,
+       every non-ASCII character as ``\\uXXXX`` (lower-case hex, characters
+       beyond U+FFFF as surrogate pairs);
+    2. ``JSON_UNESCAPED_UNICODE``: ``/`` as ``\\/``, non-ASCII as it is;
+    3. ``JSON_UNESCAPED_SLASHES``: ``/`` as it is, non-ASCII as ``\\uXXXX``;
+    4. both flags: ``/`` and non-ASCII as they are.
+
+    In every form ``"`` is ``\\"``, ``\\`` is ``\\\\``, the control characters
+    are ``\\b \\f \\n \\r \\t`` or ``\\u00XX``, and U+2028 and U+2029 are escaped
+    (as PHP does unless ``JSON_UNESCAPED_LINE_TERMINATORS``).  Forms may be
+    equal to each other and to ``text``.
     """
-    unicode_escaped = "".join(_json_escape(char) for char in text)
-    return [text.replace("/", "\\/"), unicode_escaped.replace("/", "\\/"), unicode_escaped]
+    forms = []
+    for slashes in (True, False):
+        for unicode in (True, False):
+            forms.append("".join(_json_char(char, slashes, unicode) for char in text))
+    return forms
 
 
-def _json_escape(char):
+_JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _json_char(char, slashes, unicode):
+    if char in _JSON_ESCAPES:
+        return _JSON_ESCAPES[char]
+    if char == "/":
+        return "\\/" if slashes else char
     code = ord(char)
-    if code < 0x80:
-        return char
-    if code < 0x10000:
-        return "\\u%04x" % code
-    code -= 0x10000
-    return "\\u%04x\\u%04x" % (0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF))
+    if code < 0x20 or code in (0x2028, 0x2029) or (unicode and code >= 0x80):
+        if code < 0x10000:
+            return "\\u%04x" % code
+        code -= 0x10000
+        return "\\u%04x\\u%04x" % (0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF))
+    return char
 
 
 def expand_pairs(pairs):
     """The exact, ordered list of pairs that plain replacement applies.
 
-    Each pair is followed by its JSON forms (``json_variants`` applied to the
-    search and to the replace string alike), of the same kind (plain tuple or
-    ``HostPair``).  A form is left out when its search string equals the
-    pair's own or an earlier form's: those occurrences are already replaced.
+    Each pair is replaced by itself and its JSON forms (``json_variants``
+    applied to the search and to the replace string alike, so a match of an
+    escaped form gets the replacement escaped the same way), of the same kind
+    (plain tuple or ``HostPair``).  A form whose search string equals the
+    pair's own or an earlier form's is left out: the plain form wins over the
+    JSON ones, the default flags over the others.  The forms of one pair are
+    listed longest search string first, so that a form is replaced before any
+    form it contains (``\\/wp-content`` before ``/wp-content``).
     """
     expanded = []
     for pair in _checked_pairs(pairs):
         host = isinstance(pair, HostPair)
         search, replace = pair
-        seen = set()
+        forms = {}
         for form_search, form_replace in zip([search] + json_variants(search), [replace] + json_variants(replace)):
-            if form_search not in seen:
-                seen.add(form_search)
-                expanded.append(HostPair(form_search, form_replace) if host else (form_search, form_replace))
+            forms.setdefault(form_search, form_replace)
+        for form_search in sorted(forms, key=len, reverse=True):
+            form = (form_search, forms[form_search])
+            expanded.append(HostPair(*form) if host else form)
     return expanded
 
 
@@ -199,19 +234,29 @@ def _encode(text):
     return text.encode("utf-8", "surrogatepass")
 
 
-def _step(search, replace, pattern):
-    """One expanded pair as (search, replace, compiled host pattern or None, re.sub template), text or bytes."""
-    if pattern is None:
-        return (search, replace, None, None)
+def _step(search, replace, host, as_bytes):
+    """One expanded pair as (search, replace, compiled regular expression or None, re.sub() template).
+
+    The regular expression of a ``HostPair`` starts with the literal, which ``re`` finds fast; the guard
+    before the match is a look-behind over the literal and one character more.  It matches exactly what
+    ``host_pair_regex(search)`` matches.
+    """
+    convert = _encode if as_bytes else str
+    if not host:
+        return (convert(search), convert(replace), None, None)
+    literal = _host_literal(search)
+    before = "(?<![A-Za-z0-9.-]%s)" % literal if _is_ascii_alnum(search[:1]) else ""
     # re.sub() reads backslashes in its replacement; doubled, they stay literal.
-    backslash = b"\\" if isinstance(replace, bytes) else "\\"
-    return (search, replace, re.compile(pattern), replace.replace(backslash, backslash * 2))
+    return (convert(search), convert(replace), re.compile(convert(literal + before + _host_after(search))),
+            convert(replace.replace("\\", "\\\\")))
 
 
 def _apply_steps(steps, value):
     for search, replace, pattern, template in steps:
-        if search in value:
-            value = value.replace(search, replace) if pattern is None else pattern.sub(template, value)
+        if pattern is None:
+            value = value.replace(search, replace)
+        elif search in value:
+            value = pattern.sub(template, value)
     return value
 
 
@@ -228,9 +273,9 @@ class _Plan:
         text_steps, byte_steps = [], []
         for pair in expand_pairs(pairs):
             search, replace = pair
-            pattern = host_pair_regex(search) if isinstance(pair, HostPair) else None
-            text_steps.append(_step(search, replace, pattern))
-            byte_steps.append(_step(_encode(search), _encode(replace), pattern and _encode(pattern)))
+            host = isinstance(pair, HostPair)
+            text_steps.append(_step(search, replace, host, False))
+            byte_steps.append(_step(search, replace, host, True))
         self.text_steps = tuple(text_steps)
         self.byte_steps = tuple(byte_steps)
         # Payloads can be replaced in one pass, joined by NULs, when no search or replace string has one.
@@ -238,6 +283,10 @@ class _Plan:
         # Whether a value holds some search string only needs the ones that hold no other.
         self.text_needles = _shortest_needles(step[0] for step in self.text_steps)
         self.byte_needles = _shortest_needles(step[0] for step in self.byte_steps)
+        # See _plain_is_exact: pairs that keep lengths, and search strings no payload's quote can be part of.
+        keeps_lengths = all(len(search) == len(replace) and b'"' not in search
+                            for search, replace, _pattern, _template in self.byte_steps)
+        self.marks = tuple((needle, _MARK + needle[1:]) for needle in self.byte_needles) if keeps_lengths else ()
 
     def plain(self, value):
         return _apply_steps(self.byte_steps if isinstance(value, bytes) else self.text_steps, value)
@@ -432,6 +481,90 @@ def _scan(data, begin, end, starts=(_BEYOND,), smallest_ends=(_BEYOND,)):
             return None
 
 
+# -- when the plain replacement is the exact one -------------------------------------------------------------------
+# When every expanded pair keeps the byte length of what it replaces, editing a serialized value changes no
+# length, and so gives the plain replacement whenever every occurrence of a search string lies in the payload
+# of a string *value* (not a key, class name or other token) that does not hold serialized data itself: the
+# pairs cannot match across a payload's quotes (no search string holds one), and the quotes around a payload
+# are a host-name boundary just as its edges are.  That holds whether or not the value parses completely (when
+# it does not, the plain replacement is the answer anyway), so the counts need no checking: one pass of a
+# regular expression over a copy of the value in which occurrences are marked tells it.
+_MARK = b"\xff"            # UTF-8 never has this byte; a value's own 0xFF bytes only count as occurrences too
+_LEXED_LIMIT = 1000        # strings this long and longer are read by Python, one at a time
+_NESTING_LIMIT = 32
+
+
+@functools.lru_cache(maxsize=None)
+def _lexer():
+    """(one opener and the items after it, items), compiled on first use.
+
+    Keys and class names may not hold a mark; a string value holding one may not start like serialized data.
+    """
+    mark_free = "s:" + _by_length(_LEXED_LIMIT, lambda size: ':"[^\xff]{%d}"' % size)
+    value_string = "s:" + _by_length(_LEXED_LIMIT, lambda size: ':"(?:[^\xff]{%d}|(?!%s).{%d})"'
+                                     % (size, _PREFIX_PATTERN, size))
+    key = "(?:i:[+-]?\\d+|%s)" % mark_free
+    scalar = _SCALAR.decode("ascii").replace(";", "")
+    opener = '(?:a:\\d+|O:\\d+:"[A-Za-z0-9_\x80-\xfe][A-Za-z0-9_\x80-\xfe\\\\]*":[+-]?\\d+):\\{'
+    items = "(?:%s;(?:(?:%s|%s);|%s)|\\})*+" % (key, value_string, scalar, opener)
+    return (re.compile((opener + items).encode("latin-1"), re.DOTALL), re.compile(items.encode("latin-1"), re.DOTALL))
+
+
+_PREFIX_PATTERN = "[aOsidbCErR]:|N;"
+_STRING_HEADER = re.compile(rb's:(\d+):"')
+
+
+def _marked(data, marks):
+    for needle, marked in marks:
+        data = data.replace(needle, marked)
+    return data
+
+
+def _plain_is_exact(marked, begin=0, end=None, depth=0):
+    """True when every mark in the serialized value ``marked[begin:end]`` lies in a string value's payload.
+
+    Payloads holding a mark and serialized data are looked into the same way; strings the regular
+    expression does not read (too long, or such payloads) are read here.  Marks after a complete
+    top-level string can only be trailing text, which makes the whole value plain text.
+    """
+    end = len(marked) if end is None else end
+    opened, items = _lexer()
+    token = opened.match(marked, begin, end)
+    if token is None:
+        header = _STRING_HEADER.match(marked, begin, end)
+        if header is None:
+            return False
+        return _payload_is_plain(marked, header.end(), header.end() + int(header[1]), end, depth)
+    position = token.end()
+    while marked.find(_MARK, position, end) != -1:
+        key = _KEY_TOKEN.match(marked, position, end)
+        if key is None:
+            return False
+        position = key.end()
+        if key.lastindex:
+            key_end = position + int(key[1])
+            if not marked.startswith(b'";', key_end, end) or marked.find(_MARK, position, key_end) != -1:
+                return False
+            position = key_end + 2
+        header = _STRING_HEADER.match(marked, position, end)
+        if header is None:
+            return False
+        payload_end = header.end() + int(header[1])
+        if not _payload_is_plain(marked, header.end(), payload_end, end, depth):
+            return False
+        position = items.match(marked, payload_end + 2, end).end()
+    return True
+
+
+def _payload_is_plain(marked, payload, payload_end, end, depth):
+    """True when the string payload ``marked[payload:payload_end]`` ends right and is edited as plain text."""
+    if not marked.startswith(b'";', payload_end, end):
+        return False
+    if marked.find(_MARK, payload, payload_end) == -1 or not marked.startswith(_BYTE_PREFIX_TUPLE, payload, payload_end):
+        return True
+    return depth < _NESTING_LIMIT and _plain_is_exact(marked, payload, payload_end, depth + 1)
+
+
 def _rewrite(data, plan):
     """``data`` edited as serialized data, ``data`` itself when nothing changed, None when not serialized."""
     starts, smallest_ends = plan.occurrences(data)
@@ -502,20 +635,24 @@ def replace_value(value, pairs):
     changes, ``value`` itself is returned.
     """
     plan = _plan_for(pairs)
-    is_text = not isinstance(value, bytes)
-    for needle in plan.text_needles if is_text else plan.byte_needles:
-        if needle in value:
-            break
+    if isinstance(value, bytes):
+        is_text, steps, needles, prefixes = False, plan.byte_steps, plan.byte_needles, _BYTE_PREFIXES
     else:
-        return value
-    if value[:2] in (_TEXT_PREFIXES if is_text else _BYTE_PREFIXES):
-        data = _encode(value) if is_text else value
-        edited = _rewrite(data, plan)
-        if edited is data:
+        is_text, steps, needles, prefixes = True, plan.text_steps, plan.text_needles, _TEXT_PREFIXES
+    if value[:2] in prefixes:
+        for needle in needles:
+            if needle in value:
+                break
+        else:
             return value
-        if edited is not None:
-            return edited.decode("utf-8", "surrogatepass") if is_text else edited
-    result = plan.plain(value)
+        data = _encode(value) if is_text else value
+        if not (plan.marks and _plain_is_exact(_marked(data, plan.marks))):
+            edited = _rewrite(data, plan)
+            if edited is data:
+                return value
+            if edited is not None:
+                return edited.decode("utf-8", "surrogatepass") if is_text else edited
+    result = _apply_steps(steps, value)
     return value if result == value else result
 
 

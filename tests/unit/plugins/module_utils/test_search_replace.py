@@ -313,22 +313,60 @@ def test_json_inside_a_serialized_string():
 
 
 def test_astral_characters_become_surrogate_pairs():
-    assert json_variants("/🎉é") == ["\\/🎉é", "\\/\\ud83c\\udf89\\u00e9", "/\\ud83c\\udf89\\u00e9"]
+    assert json_variants("/🎉é") == ["\\/\\ud83c\\udf89\\u00e9", "\\/🎉é", "/\\ud83c\\udf89\\u00e9", "/🎉é"]
 
 
-def test_expand_pairs_lists_json_forms_after_each_pair_without_duplicates():
+def test_json_forms_escape_quotes_backslashes_and_control_characters_in_every_form():
+    assert json_variants('a"b\\c\n\x01\u2028') == ['a\\"b\\\\c\\n\\u0001\\u2028'] * 4
+
+
+def test_expand_pairs_lists_each_pairs_forms_longest_first_without_duplicates():
     assert expand_pairs([("a/b", "c/d"), ("plain", "text"), ("é", "e/f")]) == [
-        ("a/b", "c/d"), ("a\\/b", "c\\/d"),
+        ("a\\/b", "c\\/d"), ("a/b", "c/d"),
         ("plain", "text"),
-        ("é", "e/f"), ("\\u00e9", "e\\/f"),
+        ("\\u00e9", "e\\/f"), ("é", "e/f"),
     ]
+
+
+def test_a_form_where_the_plain_search_string_equals_a_json_one_gets_the_plain_replacement():
+    # "é/x" has no escaped slash in its JSON_UNESCAPED_SLASHES form, but the replacement has one to escape.
+    assert expand_pairs([("a/b", "é")]) == [("a\\/b", "\\u00e9"), ("a/b", "é")]
 
 
 def test_expand_pairs_keeps_the_kind_of_each_pair():
     expanded = expand_pairs([HostPair("dév.example.edu", "uat.example.edu"), ("x/y", "z")])
-    assert expanded == [("dév.example.edu", "uat.example.edu"), ("d\\u00e9v.example.edu", "uat.example.edu"),
-                        ("x/y", "z"), ("x\\/y", "z")]
+    assert expanded == [("d\\u00e9v.example.edu", "uat.example.edu"), ("dév.example.edu", "uat.example.edu"),
+                        ("x\\/y", "z"), ("x/y", "z")]
     assert [pair.__class__ for pair in expanded] == [HostPair, HostPair, tuple, tuple]
+
+
+def test_json_escaped_quotes_match_and_get_the_replacement_escaped():
+    pairs = [('say "dev"', 'say "uat" ✓')]
+    value = '{"a":"say \\"dev\\" now","b":"say \\"dev\\""}, say "dev"'
+    assert replace_value(value, pairs) == ('{"a":"say \\"uat\\" \\u2713 now","b":"say \\"uat\\" \\u2713"}, '
+                                           'say "uat" ✓')
+
+
+def test_replacement_is_escaped_like_the_form_that_matched():
+    pairs = [("https://dev.example.edu/é", "https://uat.example.edu/ü")]
+    value = ('"https:\\/\\/dev.example.edu\\/\\u00e9" "https:\\/\\/dev.example.edu\\/é" '
+             '"https://dev.example.edu/\\u00e9" "https://dev.example.edu/é"')
+    assert replace_value(value, pairs) == (
+        '"https:\\/\\/uat.example.edu\\/\\u00fc" "https:\\/\\/uat.example.edu\\/ü" '
+        '"https://uat.example.edu/\\u00fc" "https://uat.example.edu/ü"')
+
+
+def test_an_escaped_form_containing_the_plain_one_is_replaced_first():
+    # "\\/wp-content" holds "/wp-content": replaced the other way round, the JSON would get "\\https://...".
+    pairs = [("/wp-content", "https://cdn.example.edu/media")]
+    assert replace_value('{"src":"\\/wp-content\\/a.jpg"} /wp-content/b.jpg', pairs) == (
+        '{"src":"https:\\/\\/cdn.example.edu\\/media\\/a.jpg"} https://cdn.example.edu/media/b.jpg')
+
+
+def test_backslashes_in_a_search_string_match_their_json_form():
+    pairs = [("C:\\dev\\site", "D:\\uat\\site")]
+    assert replace_value('{"path":"C:\\\\dev\\\\site"} C:\\dev\\site', pairs) == (
+        '{"path":"D:\\\\uat\\\\site"} D:\\uat\\site')
 
 
 def test_expand_pairs_keeps_user_duplicates():

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.wfu.multisite.plugins.module_utils.search_replace import (
@@ -37,6 +37,10 @@ DEV_URL = "https://dev.example.edu"
 PAIR_SETS = [
     [(DEV_URL, "https://uat-www.example.edu")],
     [HostPair("dev.example.edu", "uat.example.edu")],
+    # Pairs that keep byte lengths, as environments named alike get: read by the one-pass check.
+    [(DEV_URL, "https://uat.example.edu"), HostPair("dev.example.edu", "uat.example.edu")],
+    [HostPair("dev.example.edu", "www.example.edu"), HostPair("%2Fdev.example.edu", "%2Fwww.example.edu"),
+     ("é", "ü"), ("🎉", "😀")],
     [("dev", "uat"), ("uat", "prod-é")],                               # chained, replacement grows in bytes
     [("https://café.example.edu/é", "https://cafe.example.edu"), ("🎉", "party")],
     [HostPair("dev.example.edu", "www.example.edu"), ("/var/www/dev", "/srv/uat/current")],
@@ -251,13 +255,13 @@ def test_values_without_search_strings_come_back_byte_identical(tmp_path):
     assert not php_failures(cases, tmp_path)
 
 
+# PHP's json_encode flags that decide how "/" and non-ASCII characters are written.
+JSON_FLAG_SETS = {"default": 0, "JSON_UNESCAPED_UNICODE": 256, "JSON_UNESCAPED_SLASHES": 64,
+                  "JSON_UNESCAPED_SLASHES|JSON_UNESCAPED_UNICODE": 320}
+
 JSON_CHECKER = r"""<?php
 foreach (json_decode(file_get_contents($argv[1]), true) as $text) {
-    echo json_encode([
-        substr(json_encode($text, JSON_UNESCAPED_UNICODE), 1, -1),
-        substr(json_encode($text), 1, -1),
-        substr(json_encode($text, JSON_UNESCAPED_SLASHES), 1, -1),
-    ]), "\n";
+    echo json_encode(array_map(fn($flags) => substr(json_encode($text, $flags), 1, -1), [0, 256, 64, 320])), "\n";
 }
 """
 
@@ -265,12 +269,13 @@ foreach (json_decode(file_get_contents($argv[1]), true) as $text) {
 def test_json_variants_are_what_php_json_encode_writes(tmp_path):
     texts_to_check = []
 
-    @settings(max_examples=300, deadline=None, database=None)
-    @given(st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters='"\\'), max_size=12))
+    @settings(max_examples=400, deadline=None, database=None)
+    @given(st.text(st.characters(blacklist_categories=("Cs",)), max_size=12))
     def collect(text):
         texts_to_check.append(text)
 
     collect()
+    texts_to_check += ['a"b\\c/d', "\x00\x01\x08\x0c\x1f\x7f", "\u2028\u2029", "🎉/é"]
     script = tmp_path / "json.php"
     script.write_text(JSON_CHECKER)
     data = tmp_path / "texts.json"
@@ -280,6 +285,142 @@ def test_json_variants_are_what_php_json_encode_writes(tmp_path):
     assert len(php_forms) == len(texts_to_check)
     for text, forms in zip(texts_to_check, php_forms):
         assert json_variants(text) == forms, text
+
+
+JSON_PAIR_SETS = [
+    [("https://dev.example.edu/café", "https://uat.example.edu/été")],
+    [HostPair("dév.example.edu", "uat.example.édu"), ("/wp-content/", "/media/")],
+    [('say "dev"', 'say "uat" \u2713'), ("C:\\dev\\site", "D:\\uat\\site")],
+    [("dev/🎉", "uat/😀\u2028"), ("https://dev.example.edu", "https://uat.example.edu")],
+]
+FLAG_ORDER = [0, 256, 64, 320]      # the order of json_variants()
+JSON_ROUND_TRIP = r"""<?php
+// For each case: the input is PHP's json_encode of a value with some flags; the output is the engine's.
+// Decoding the output must give the value with the plain pairs applied to every string (keys too), and
+// encoding that again with the same flags must give exactly the output.
+function apply_pairs($text, $pairs) {
+    foreach ($pairs as $pair) {
+        if ($pair['pattern'] === null) {
+            $text = str_replace($pair['search'], $pair['replace'], $text);
+        } else {
+            $replacement = str_replace(['\\', '$'], ['\\\\', '\\$'], $pair['replace']);
+            $text = preg_replace('/' . $pair['pattern'] . '/u', $replacement, $text);
+        }
+    }
+    return $text;
+}
+function replaced($value, $pairs) {
+    if (is_string($value)) {
+        return apply_pairs($value, $pairs);
+    }
+    if (is_array($value)) {
+        $out = [];
+        foreach ($value as $key => $item) {
+            $out[is_string($key) ? apply_pairs($key, $pairs) : $key] = replaced($item, $pairs);
+        }
+        return $out;
+    }
+    return $value;
+}
+$cases = json_decode(file_get_contents($argv[1]), true);
+if ($argv[2] === 'encode') {
+    $out = [];
+    foreach ($cases as $case) {
+        $out[] = json_encode($case['value'], $case['flags']);
+    }
+    echo json_encode($out);
+    exit(0);
+}
+$failures = 0;
+foreach ($cases as $index => $case) {
+    $wanted = replaced(json_decode($case['input'], true), $case['pairs']);
+    $expected = json_encode($wanted, $case['flags']);
+    if (json_decode($case['output'], true) !== $wanted || ($case['bytes'] && $expected !== $case['output'])) {
+        $failures++;
+        echo json_encode(['index' => $index, 'expected' => $expected]), "\n";
+    }
+}
+exit($failures ? 1 : 0);
+"""
+
+
+def _json_values(pairs):
+    searched = sorted({search for search, _replace in pairs})
+    parts = st.one_of(st.sampled_from(searched), st.sampled_from(FRAGMENTS + ["\u2028", "\x01", "'", "&"]),
+                      st.text(st.characters(blacklist_categories=("Cs",)), max_size=4))
+    texts = st.lists(parts, max_size=6).map("".join)
+    leaves = st.one_of(texts, texts, st.integers(-5, 10**6), st.booleans(), st.none())
+    return st.recursive(leaves, lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(texts, children, max_size=4)), max_leaves=12)
+
+
+def _texts(value):
+    """Every string of a JSON-like value, keys too."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _texts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item)
+
+
+def _escaped_as_written(pair, flags):
+    """Whether a match of ``pair`` in JSON written with ``flags`` can only get the replacement as PHP writes it.
+
+    Where the search string is written alike with other flags (or as plain text), the form that wins
+    decides how the replacement is written: the JSON still decodes to the right text, but PHP with these
+    flags may have escaped the replacement otherwise.
+    """
+    search, replace = pair
+    searches, replaces = json_variants(search), json_variants(replace)
+    mine = FLAG_ORDER.index(flags)
+    winner = replace if searches[mine] == search else replaces[searches.index(searches[mine])]
+    return winner == replaces[mine]
+
+
+@pytest.mark.parametrize("pairs", JSON_PAIR_SETS, ids=range(len(JSON_PAIR_SETS)))
+def test_json_written_by_php_stays_as_php_would_write_it(pairs, tmp_path):
+    values = []
+
+    hosts = [pair.search for pair in pairs if isinstance(pair, HostPair)]
+
+    @settings(max_examples=150, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    @given(_json_values(pairs), st.sampled_from(sorted(JSON_FLAG_SETS.values())))
+    def collect(value, flags):
+        # A host name right after a character JSON writes as an escape (\n, \u00e9) is not seen as a whole
+        # name in the JSON, where the escape ends in a letter or digit (see docs/search-replace.md).
+        assume(not any(re.search("[^\x20-\x7e]" + re.escape(host), text) for host in hosts for text in _texts(value)))
+        values.append({"value": value, "flags": flags})
+
+    collect()
+    script = tmp_path / "round_trip.php"
+    script.write_text(JSON_ROUND_TRIP)
+    data = tmp_path / "values.json"
+    data.write_text(json.dumps(values))
+    run = subprocess.run([PHP, str(script), str(data), "encode"], capture_output=True, text=True, timeout=120,
+                         check=True)
+    encoded = json.loads(run.stdout)
+    raw_pairs = [{"search": search, "replace": replace,
+                  "pattern": host_pair_regex(search) if isinstance(pair, HostPair) else None}
+                 for pair in pairs for search, replace in [pair]]
+    cases = [{"input": text, "output": replace_value(text, pairs), "flags": value["flags"], "pairs": raw_pairs,
+              "bytes": all(_escaped_as_written(pair, value["flags"]) for pair in pairs)}
+             for text, value in zip(encoded, values)]
+    assert sum(case["bytes"] for case in cases) > len(cases) // 4
+    assert sum(case["input"] != case["output"] for case in cases) > len(cases) // 4, "too few cases with a match"
+    data.write_text(json.dumps(cases))
+    run = subprocess.run([PHP, str(script), str(data), "check"], capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert run.returncode in (0, 1), run.stderr
+    failures = [dict(cases[failure["index"]], expected=failure["expected"])
+                for failure in map(json.loads, run.stdout.splitlines())]
+    assert not failures, "%d of %d cases differ; the shortest:\n%s" % (
+        len(failures), len(cases), json.dumps(min(failures, key=lambda case: len(case["input"])), indent=1,
+                                              ensure_ascii=False))
 
 
 PCRE_CHECKER = r"""<?php
