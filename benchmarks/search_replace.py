@@ -4,22 +4,30 @@ Run from the repository root::
 
     .venv/bin/python -m benchmarks.search_replace [--scale 1.0] [--rounds 3]
 
-It builds a corpus of WordPress-like column values (about 30 MB at scale 1):
-post HTML and Elementor-style JSON with URLs, widget options, theme mods,
-attachment metadata, double-serialized plugin options, small meta values,
-sessions and capabilities, and a few serialized values damaged by an earlier
-naive replace.  The structured values are serialized by PHP itself.  Then the
-same values go through ``replace_value`` and through ``php_baseline.php`` (the
-naive loop most tools use), and it prints MB/s for both per category and in
-total, and how many outputs are byte-identical.  Times are CPU time of the
-replacing loop alone (so other load on the machine counts less), the best of
-``--rounds`` rounds that alternate between PHP and Python.
+Two corpora, each run through ``replace_value`` and through ``php_baseline.php`` (the naive loop most tools
+use: ``unserialize()``, replace in every string, opening strings that hold serialized data, ``serialize()``;
+``str_replace``/``preg_replace`` for the rest), with the same pairs:
+
+* **the network**: every text value of a WordPress network made by ``tools/wpnetwork.py`` that holds the
+  source host, with the rules ``replace_rules.derive_rules`` gives for moving it from dev to uat (host names
+  of the same length, as environments named dev/uat/www have), and again with rules to a host of another
+  length, for which the engine parses every serialized value;
+* **categories**: WordPress-like values made here (about 26 MB at scale 1): post HTML, Elementor-style JSON,
+  widget options, theme mods, attachment metadata, double-serialized options, small meta values, sessions
+  and roles, and serialized values damaged by an earlier naive replace.  The structured values are
+  serialized by PHP itself.
+
+It prints MB/s of both per category, the ratio PHP time / Python time (above 1: the engine is faster) for
+all values and for the serialized values that hold a search string on their own, and how many outputs are
+byte-identical.  Times are CPU time of the replacing loop alone (so other load on the machine counts less),
+the best of ``--rounds`` rounds that alternate between PHP and Python.
 """
 
 import argparse
 import json
 import os
 import random
+import re
 import shutil
 import struct
 import subprocess
@@ -29,13 +37,21 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, ".venv", "collections"))
+sys.path.insert(0, ROOT)
 
+from ansible_collections.wfu.multisite.plugins.module_utils.replace_rules import (  # noqa: E402
+    Network,
+    derive_rules,
+    load_environments,
+)
 from ansible_collections.wfu.multisite.plugins.module_utils.search_replace import (  # noqa: E402
     HostPair,
     expand_pairs,
     host_pair_regex,
+    is_serialized,
     replace_value,
 )
+from tools.wpnetwork import NetworkSpec, generate_sql, network_sites  # noqa: E402
 
 # A tuple, as the table-level replacer passes them (a list works too, with a little more checking per call).
 PAIRS = (("https://dev.example.edu", "https://uat.example.edu"), HostPair("dev.example.edu", "uat.example.edu"))
@@ -44,6 +60,15 @@ SITE = "https://dev.example.edu/sites/biology"
 UPLOADS = SITE + "/wp-content/uploads/sites/7"
 WORDS = ("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et "
          "dolore magna aliqua research faculty students campus deacon café naïve résumé").split()
+
+# The network, and the environments it moves between.
+NETWORK = NetworkSpec(url="https://dev.example.edu", sites=20, seed=1, posts_per_site=40)
+ENVIRONMENTS = {"dev": {"url": "https://dev.example.edu"}, "uat": {"url": "https://uat.example.edu"},
+                "staging": {"url": "https://staging.example.edu"}}
+NETWORK_PLAIN, NETWORK_SERIALIZED = 21, 22
+NETWORK_CATEGORIES = {NETWORK_PLAIN: "text, HTML, JSON", NETWORK_SERIALIZED: "serialized"}
+# The categories below whose values are serialized and hold search strings.
+SERIALIZED_WITH_HITS = (3, 4, 6)
 
 # Category: (label, how many values at scale 1)
 CATEGORIES = {
@@ -209,7 +234,32 @@ def build_corpus(workdir, scale):
     return [(category, damage(value, rng) if category == 9 else value) for category, value in read_records(serialized)]
 
 
-def python_round(records):
+_SQL_STRING = re.compile(r"'((?:[^'\\]|\\.)*)'", re.DOTALL)
+_SQL_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+_SQL_UNESCAPED = {"0": "\0", "n": "\n", "r": "\r", "Z": "\x1a"}
+
+
+def network_records(spec, host):
+    """[(category, value)] for every string in the network's INSERTs that holds ``host``."""
+    records = []
+    for statement in generate_sql(spec):
+        if statement.startswith("INSERT"):
+            for literal in _SQL_STRING.finditer(statement, statement.index(" VALUES")):
+                value = _SQL_ESCAPE.sub(lambda escape: _SQL_UNESCAPED.get(escape[1], escape[1]), literal[1])
+                if host in value:
+                    records.append((NETWORK_SERIALIZED if is_serialized(value) else NETWORK_PLAIN, value))
+    return records
+
+
+def network_rules(spec, target):
+    """The rules ``derive_rules`` gives for moving the network from dev to ``target``."""
+    environments = load_environments(ENVIRONMENTS)
+    network = Network.from_rows([{"blog_id": site.blog_id, "domain": site.domain, "path": site.path}
+                                 for site in network_sites(spec)])
+    return tuple(derive_rules(environments["dev"], environments[target], network))
+
+
+def python_round(records, pairs):
     """CPU seconds per category for one pass of ``replace_value`` over the values, and the outputs."""
     by_category = {}
     for category, value in records:
@@ -217,7 +267,7 @@ def python_round(records):
     seconds, outputs = {}, []
     for category, values in by_category.items():
         started = time.process_time()
-        outputs.extend((category, replace_value(value, PAIRS)) for value in values)
+        outputs.extend((category, replace_value(value, pairs)) for value in values)
         seconds[category] = time.process_time() - started
     return seconds, outputs
 
@@ -230,55 +280,93 @@ def php_round(workdir):
     return {int(category): seconds for category, seconds in json.loads(run.stdout).items()}, read_records(outputs)
 
 
-def timed_rounds(workdir, records, rounds):
+def timed_rounds(workdir, records, pairs, rounds):
     """Alternate PHP and Python rounds (so both see the same machine load); keep each one's best times."""
     write_records(os.path.join(workdir, "values.bin"), records)
     with open(os.path.join(workdir, "pairs.json"), "w", encoding="utf-8") as out:
         json.dump([{"search": search, "replace": replace,
                     "pattern": host_pair_regex(search) if isinstance(pair, HostPair) else None}
-                   for pair in expand_pairs(PAIRS) for search, replace in [pair]], out)
+                   for pair in expand_pairs(pairs) for search, replace in [pair]], out)
     best = {"php": {}, "python": {}}
     outputs = {}
     for _round in range(rounds):
-        for side, one_round in (("php", lambda: php_round(workdir)), ("python", lambda: python_round(records))):
+        for side, one_round in (("php", lambda: php_round(workdir)), ("python", lambda: python_round(records, pairs))):
             seconds, outputs[side] = one_round()
             for category, elapsed in seconds.items():
                 best[side][category] = min(best[side].get(category, elapsed), elapsed)
-    return best["python"], best["php"], outputs["python"], outputs["php"]
+    return Result(records, best["python"], best["php"], outputs["python"], outputs["php"])
 
 
-def report(records, python_times, php_times, python_outputs, php_outputs):
-    sizes, identical, counts = {}, {}, {}
-    for (category, value), (_c, ours), (_p, theirs) in zip(records, python_outputs, php_outputs):
-        sizes[category] = sizes.get(category, 0) + len(value.encode("utf-8"))
-        counts[category] = counts.get(category, 0) + 1
-        identical[category] = identical.get(category, 0) + (ours == theirs)
-    columns = ("category", "values", "MB", "Python MB/s", "PHP MB/s", "ratio", "same output")
-    print("%-28s %8s %8s %12s %12s %7s %14s" % columns)
+class Result:
+    """Sizes, best times and identical outputs per category of one corpus."""
+
+    def __init__(self, records, python_times, php_times, python_outputs, php_outputs):
+        self.python_times, self.php_times = python_times, php_times
+        self.sizes, self.counts, self.identical = {}, {}, {}
+        for (category, value), (_c, ours), (_p, theirs) in zip(records, python_outputs, php_outputs):
+            self.sizes[category] = self.sizes.get(category, 0) + len(value.encode("utf-8"))
+            self.counts[category] = self.counts.get(category, 0) + 1
+            self.identical[category] = self.identical.get(category, 0) + (ours == theirs)
+
+    def ratio(self, categories):
+        """PHP time / Python time over ``categories`` together."""
+        return sum(self.php_times[c] for c in categories) / sum(self.python_times[c] for c in categories)
+
+    def row(self, label, categories):
+        megabytes = sum(self.sizes[category] for category in categories) / 1e6
+        python = sum(self.python_times[category] for category in categories)
+        php = sum(self.php_times[category] for category in categories)
+        count = sum(self.counts[category] for category in categories)
+        return "%-30s %8d %8.2f %12.1f %12.1f %7.2f %8d/%d" % (
+            label, count, megabytes, megabytes / python, megabytes / php, php / python,
+            sum(self.identical[category] for category in categories), count)
+
+
+HEADER = "%-30s %8s %8s %12s %12s %7s %14s" % ("category", "values", "MB", "Python MB/s", "PHP MB/s", "ratio",
+                                                "same output")
+
+
+def report(same_length, other_length, categories):
+    network = list(NETWORK_CATEGORIES)
+    for title, result in (("dev -> uat (host names of one length)", same_length),
+                          ("dev -> staging (another length)", other_length)):
+        print("The network: %d sites, every text value holding the source host; rules %s" % (NETWORK.sites, title))
+        print(HEADER)
+        for category, label in NETWORK_CATEGORIES.items():
+            print(result.row(label, [category]))
+        print(result.row("all values", network))
+        print()
+    print("Categories; pairs %s" % ", ".join(map(repr, PAIRS)))
+    print(HEADER)
     for category, (label, _count) in CATEGORIES.items():
-        megabytes = sizes[category] / 1e6
-        print("%-28s %8d %8.2f %12.1f %12.1f %7.2f %8d/%d" % (
-            label, counts[category], megabytes, megabytes / python_times[category], megabytes / php_times[category],
-            php_times[category] / python_times[category], identical[category], counts[category]))
-    total_mb = sum(sizes.values()) / 1e6
-    python_total, php_total = sum(python_times.values()), sum(php_times.values())
-    print("%-28s %8d %8.2f %12.1f %12.1f %7.2f %8d/%d" % (
-        "total", len(records), total_mb, total_mb / python_total, total_mb / php_total, php_total / python_total,
-        sum(identical.values()), len(records)))
+        print(categories.row(label, [category]))
+    print(categories.row("serialized values with hits", SERIALIZED_WITH_HITS))
+    print(categories.row("total", list(CATEGORIES)))
+    print()
     print("ratio = PHP time / Python time (above 1: the engine is faster)")
+    for label, ratio in (
+            ("network dev -> uat, all values", same_length.ratio(network)),
+            ("network dev -> uat, serialized values", same_length.ratio([NETWORK_SERIALIZED])),
+            ("network dev -> staging, all values", other_length.ratio(network)),
+            ("network dev -> staging, serialized values", other_length.ratio([NETWORK_SERIALIZED])),
+            ("categories, serialized values with hits", categories.ratio(SERIALIZED_WITH_HITS))):
+        print("%-44s %5.2f" % (label + ":", ratio))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=float, default=1.0, help="corpus size factor (1.0 is about 30 MB)")
+    parser.add_argument("--scale", type=float, default=1.0, help="corpus size factor (1.0 is about 26 MB)")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds of each; the best one counts")
     args = parser.parse_args()
     if shutil.which("php") is None:
         sys.exit("php (php-cli) is needed for the baseline: make setup installs it")
+    # The network's values are few: several copies of them give times worth comparing.
+    network = network_records(NETWORK, "dev.example.edu") * max(1, round(4 * args.scale))
     with tempfile.TemporaryDirectory() as workdir:
-        records = build_corpus(workdir, args.scale)
-        python_times, php_times, python_outputs, php_outputs = timed_rounds(workdir, records, args.rounds)
-    report(records, python_times, php_times, python_outputs, php_outputs)
+        same_length = timed_rounds(workdir, network, network_rules(NETWORK, "uat"), args.rounds)
+        other_length = timed_rounds(workdir, network, network_rules(NETWORK, "staging"), args.rounds)
+        categories = timed_rounds(workdir, build_corpus(workdir, args.scale), PAIRS, args.rounds)
+    report(same_length, other_length, categories)
 
 
 if __name__ == "__main__":

@@ -639,12 +639,12 @@ def replace_value(value, pairs):
         is_text, steps, needles, prefixes = False, plan.byte_steps, plan.byte_needles, _BYTE_PREFIXES
     else:
         is_text, steps, needles, prefixes = True, plan.text_steps, plan.text_needles, _TEXT_PREFIXES
+    for needle in needles:
+        if needle in value:
+            break
+    else:
+        return value
     if value[:2] in prefixes:
-        for needle in needles:
-            if needle in value:
-                break
-        else:
-            return value
         data = _encode(value) if is_text else value
         if not (plan.marks and _plain_is_exact(_marked(data, plan.marks))):
             edited = _rewrite(data, plan)

@@ -38,6 +38,8 @@ PAIRS = [
     ("foo", "bar"), ("barbar", "X"),                             # a replacement makes a later pair match
     ("b", "bb"),                                                 # the replacement holds the search string
     ("same", "same"),                                            # changes nothing
+    ('say "dev"', 'say "uat" \u2713'),                           # JSON forms say \"dev\", the replacement \u2713
+    ("/wp-dev/", "https://cdn.example.edu/"),                    # \/wp-dev\/ replaced before /wp-dev/
 ]
 
 
@@ -86,6 +88,7 @@ PLAIN = [
     "trailing spaces https://dev.example.edu   ", "   leading", "zq:aaaa dev.example.edu", "zqzq", " a:1:{leading}",
     "a", "s", "A:1:{upper-case prefix dev.example.edu}", "S:3:\"dev\";", "n; dev.example.edu",
     '{"url":"https:\\/\\/dev.example.edu\\/a","host":"dev.example.edu"}',
+    '{"q":"say \\"dev\\"","src":"\\/wp-dev\\/a.jpg"} say "dev" /wp-dev/b.jpg',
     "<a href=\"https://dev.example.edu/x\">dev.example.edu</a> " * 40,
     "nothing to see here",
 ]
