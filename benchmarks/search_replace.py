@@ -322,8 +322,8 @@ class Result:
             sum(self.identical[category] for category in categories), count)
 
 
-HEADER = "%-30s %8s %8s %12s %12s %7s %14s" % ("category", "values", "MB", "Python MB/s", "PHP MB/s", "ratio",
-                                                "same output")
+HEADER = "%-30s %8s %8s %12s %12s %7s %14s" % (
+    "category", "values", "MB", "Python MB/s", "PHP MB/s", "ratio", "same output")
 
 
 def report(same_length, other_length, categories):

@@ -23,15 +23,17 @@
 
 Matching is case-sensitive and exact.  A pair is a plain 2-tuple, or a
 ``HostPair`` whose search string only matches as a whole host name (see
-``HostPair``).  ``expand_pairs`` adds after each pair the forms its strings take
-inside JSON (see ``json_variants``).
+``HostPair``).  ``expand_pairs`` puts in place of each pair the pair and the
+forms its strings take inside JSON (see ``json_variants``), longest first.
 
 What counts as "parses completely" is PHP's unserialize() grammar, read
 strictly (see ``is_serialized``).  The value is worked on as UTF-8 bytes
 (lone surrogates pass through as their 3-byte form), so byte lengths are exact
 for any text, including 4-byte characters.  The parser keeps its own stack, so
 deep nesting cannot exhaust Python's; and before any parsing, a value in which
-no search string occurs is returned as it is.
+no search string occurs is returned as it is.  When the pairs keep lengths, one
+pass of a regular expression can show that the plain replacement is the exact
+edit (see ``_plain_is_exact``), and no parsing is needed.
 """
 
 from __future__ import annotations
