@@ -32,7 +32,6 @@ ARGUMENT_SPEC = dict(
     answer=dict(type="str"),
     interactive=dict(type="bool"),
     stop_status=dict(type="str", choices=["aborted", "paused", "failed"]),
-    awx_job_id=dict(type="str"),
 )
 
 REQUIRED_IF = [
@@ -108,6 +107,10 @@ def plan(store, params, check_mode=False):
                   check_before=[site_id for index, site_id in enumerate(result["queue"])
                                 if run_policy.health_check_due(index, options)])
     return result
+
+
+# Check mode records nothing, so there are no totals to judge: the run goes on to show what it would do.
+CHECK_MODE_DECISION = run_policy.Decision("continue", reason="check mode records no failure").as_dict()
 
 
 def after_site_failure(store, migration_id, mark_result, status, failure_class):

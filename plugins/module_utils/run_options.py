@@ -150,6 +150,7 @@ RUN_OPTIONS = {
     "backup": Flag(True, doc="keep the target's previous tables until the new ones are verified"),
     "backup_dir": Directory(doc="directory for dumps of the target's previous tables"),
     "work_dir": Directory(doc="directory for temporary files"),
+    "keep_files": Flag(False, doc="keep the target's replaced tables (as wfu_old__*) after the new ones are verified"),
     "target_only_tables": Choice(default="keep", choices={"keep": (), "move_aside": ()},
                                  doc="what the swap does with a site's tables the source does not have"),
 }
@@ -242,9 +243,9 @@ def check_run(environments, migration_db, source_env=None, target_env=None, give
         if source_env == target_env:
             raise ConfigError("source_env and target_env are both %s; give two different environments" % source_env)
         if same_database(environments[source_env]["db"], environments[target_env]["db"]):
+            where = describe_database(environments[source_env]["db"])
             raise ConfigError("environments %s and %s use the same database (%s); a migration between them would "
-                              "overwrite its own source" % (source_env, target_env,
-                                                              describe_database(environments[source_env]["db"])))
+                              "overwrite its own source" % (source_env, target_env, where))
     return normalize_options(given)
 
 

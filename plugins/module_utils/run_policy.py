@@ -84,8 +84,8 @@ def plan_run(migration, options, run_filters=None):
     if network_tables == "only":
         queue = []
     if options.get("defer_large_sites", True):
-        queue = [site_id for site_id in queue if site_id not in large] + [site_id for site_id in queue
-                                                                        if site_id in large]
+        queue = ([site_id for site_id in queue if site_id not in large]
+                 + [site_id for site_id in queue if site_id in large])
     network_status = (migration.get("network_tables") or {}).get("status", "pending")
     return {
         "queue": queue,
@@ -130,9 +130,8 @@ def after_failure(migration, options, failure_class=None, status="failed"):
     total = int(counters.get("total", 0))
     percentage = int(options.get("max_fail_percentage") or 0)
     if percentage > 0 and failed * 100 > percentage * total:
-        return Decision("stop", status="aborted", trigger="percentage",
-                        reason="%d of %d sites failed, more than max_fail_percentage (%d%%)" % (failed, total,
-                                                                                               percentage))
+        reason = "%d of %d sites failed, more than max_fail_percentage (%d%%)" % (failed, total, percentage)
+        return Decision("stop", status="aborted", trigger="percentage", reason=reason)
     if failure_class == SYSTEMIC:
         return Decision("check_health", trigger="systemic", reason="a systemic failure")
     if status == "timeout" and not failure_class:
@@ -154,9 +153,9 @@ def after_health_check(health, trigger, options, interactive, last_error="", ans
     sick = ["%s does not answer: %s." % (label, _sentence(result.get("msg") or "no reply"))
             for label, result in sorted(health.items()) if not result.get("ok")]
     if sick:
-        return Decision("stop", status="aborted", trigger=trigger,
-                        reason="Systemic failure (%s): %s Fix it, then resume." % (_trigger_text(trigger, consecutive),
-                                                                                 " ".join(sick)))
+        reason = "Systemic failure (%s): %s Fix it, then resume." % (_trigger_text(trigger, consecutive),
+                                                                     " ".join(sick))
+        return Decision("stop", status="aborted", trigger=trigger, reason=reason)
     if trigger == "periodic":
         return Decision("continue")
     if trigger == "systemic":
@@ -166,8 +165,8 @@ def after_health_check(health, trigger, options, interactive, last_error="", ans
     if trigger == "timeout":
         return Decision("continue", trigger=trigger)
     # consecutive failures while every database answers
-    base = "%d consecutive failures while every database answers (the last: %s)" % (consecutive,
-                                                                                     _sentence(last_error, 300))
+    base = "%d consecutive failures while every database answers (the last: %s)" % (
+        consecutive, _sentence(last_error, 300))
     if not options.get("pause_on_failure"):
         return Decision("stop", status="aborted", trigger=trigger, reason=base + "; aborted (pause_on_failure is off)")
     if not interactive:

@@ -13,6 +13,7 @@ user can hit into the keys of a failed task.
 
 from __future__ import annotations
 
+from ansible_collections.wfu.multisite.plugins.module_utils import run_actions
 from ansible_collections.wfu.multisite.plugins.module_utils.atomic_files import StateError
 from ansible_collections.wfu.multisite.plugins.module_utils.db import ConfigError
 from ansible_collections.wfu.multisite.plugins.module_utils.state_records import (
@@ -36,9 +37,16 @@ def _load(store, params, check_mode):
 
 
 def _site(store, params, check_mode):
-    return store.mark_site(params["migration_id"], params["site_id"], params["status"], error=params.get("error"),
-                           phase=params.get("phase"), failure_class=params.get("failure_class"),
-                           details=params.get("details"), check_mode=check_mode)
+    result = store.mark_site(params["migration_id"], params["site_id"], params["status"], error=params.get("error"),
+                             phase=params.get("phase"), failure_class=params.get("failure_class"),
+                             details=params.get("details"), check_mode=check_mode)
+    if params["status"] in ("failed", "timeout") and check_mode:
+        result["decision"] = run_actions.CHECK_MODE_DECISION
+    elif params["status"] in ("failed", "timeout"):
+        # The run policy's answer comes with the record, so the role needs no second call to ask it.
+        result["decision"] = run_actions.after_site_failure(store, params["migration_id"], result, params["status"],
+                                                            params.get("failure_class"))
+    return result
 
 
 def _network(store, params, check_mode):
@@ -83,6 +91,7 @@ ACTIONS = {
     "lock": _lock,
     "unlock": _unlock,
 }
+ACTIONS.update(run_actions.ACTIONS)
 
 REQUIRED_IF = [
     ("action", "create", ("source_env", "target_env")),
@@ -92,12 +101,12 @@ REQUIRED_IF = [
     ("action", "finish", ("migration_id", "status")),
     ("action", "lock", ("target_env",)),
     ("action", "unlock", ("target_env",)),
-]
+] + run_actions.REQUIRED_IF
 
 
 def argument_spec():
     """The options of ``wfu_migration_state``."""
-    return dict(
+    spec = dict(
         action=dict(type="str", required=True, choices=list(ACTIONS)),
         state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
         migration_id=dict(type="str"),
@@ -118,6 +127,8 @@ def argument_spec():
         awx_job_id=dict(type="str"),
         awx_workflow_job_id=dict(type="str"),
     )
+    spec.update(run_actions.ARGUMENT_SPEC)
+    return spec
 
 
 def open_store(params, holder_pid=None):

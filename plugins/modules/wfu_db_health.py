@@ -74,6 +74,7 @@ attributes:
     support: full
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - wfu.multisite.connection
 """
 
 EXAMPLES = r"""

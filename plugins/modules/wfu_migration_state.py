@@ -55,9 +55,20 @@ options:
         migration whatever its status).
       - V(lock) takes the lock O(target_env) (a target environment, or any lock name such as the migration
         database's) for this playbook run; V(unlock) releases it.
+      - V(validate) checks a run's settings before anything is locked or written - O(environments),
+        O(migration_db), the O(source_env)/O(target_env) pair (or, with O(migration_id), the migration to resume and
+        whether it can go on) and the run O(options) - and returns them normalized (RV(options), RV(effective),
+        RV(filters)). Nothing is written. With O(purpose=cleanup) only the settings and O(target_env) are checked.
+      - V(plan) returns the sites this run migrates, in order (RV(queue)), from the migration (O(migration), or
+        the stored state of O(migration_id)), the run O(options) and this run's O(filters).
+      - V(decide) returns the run policy's RV(decision) after a health check (O(health), O(trigger)), with the
+        operator's O(answer) when a prompt was asked.
+      - V(conclude) finishes the migration with the status the run policy gives - O(stop_status) when the run was
+        stopped, else failed, paused or completed from the counters - and O(reason).
+      - With O(status=failed) or O(status=timeout), V(site) also returns the run policy's RV(decision).
     type: str
     required: true
-    choices: [create, load, site, network, finish, list, status, lock, unlock]
+    choices: [create, load, site, network, finish, list, status, lock, unlock, validate, plan, decide, conclude]
   state_dir:
     description: Directory of the migration states (C(wfu_state_dir)).
     type: path
@@ -149,6 +160,64 @@ options:
     description:
       - The AWX workflow job this run belongs to (C(awx_workflow_job_id)). Recorded like O(awx_job_id).
     type: str
+  environments:
+    description:
+      - With O(action=validate), the run's C(wfu_environments) (checked, never returned).
+    type: dict
+  migration_db:
+    description:
+      - With O(action=validate), the run's C(wfu_migration_db) (checked, never returned).
+    type: dict
+  filters:
+    description:
+      - With O(action=plan), the C(include_sites)/C(exclude_sites) given to a resumed run; they narrow this run's
+        queue only (RV(filters) of V(validate)).
+    type: dict
+  check_paths:
+    description:
+      - With O(action=validate), whether C(backup_dir) and C(work_dir) are checked on this machine; false when
+        the pipeline runs on another host.
+    type: bool
+    default: true
+  purpose:
+    description:
+      - With O(action=validate), what the run is - V(run) (a migration, new or resumed) or V(cleanup).
+    type: str
+    choices: [run, cleanup]
+    default: run
+  migration:
+    description:
+      - With O(action=plan), the migration summary to plan from instead of the stored state (check mode, where a
+        new migration has no state yet).
+    type: dict
+  health:
+    description:
+      - With O(action=decide), the RV(wfu.multisite.wfu_db_health#module:databases) result of a health check.
+    type: dict
+  trigger:
+    description:
+      - With O(action=decide), what asked for the health check (the RV(decision) C(trigger) of a failed site, or
+        V(periodic)).
+    type: str
+    choices: [systemic, timeout, consecutive, periodic, start]
+  last_error:
+    description:
+      - With O(action=decide), the last site failure's message, quoted in the reason.
+    type: str
+  answer:
+    description:
+      - With O(action=decide), the operator's reply to the continue/pause/abort prompt (V(c), V(p), other aborts).
+    type: str
+  interactive:
+    description:
+      - With O(action=decide), whether a prompt can be answered; default - not under AWX (O(awx_job_id)) and the
+        ansible-playbook process reads a terminal.
+    type: bool
+  stop_status:
+    description:
+      - With O(action=conclude), the status of a run that was stopped (the RV(decision) C(status)).
+    type: str
+    choices: [aborted, paused, failed]
 notes:
   - "Site and network updates (O(action=site), O(action=network)) return small results; V(create), V(load),
     V(finish) and V(status) return the summary as RV(migration). No facts are set: register the result."
@@ -185,7 +254,8 @@ attributes:
     description: When run twice with the same arguments, the second run reports no change.
     support: partial
     details:
-      - V(load), V(network), V(finish), V(list), V(status), V(lock) and V(unlock) are idempotent.
+      - V(load), V(network), V(finish), V(conclude), V(list), V(status), V(lock), V(unlock), V(validate), V(plan) and
+        V(decide) are idempotent.
       - V(create) starts a new migration each time and V(site) records one more event (an attempt) each time.
 """
 
@@ -458,6 +528,53 @@ holder:
   description: The lock (or the state's holder) that blocked the task, with C(liveness).
   returned: failure because the target is locked or the migration is held by a live run
   type: dict
+decision:
+  description:
+    - What the run does next - C(action) (V(continue), V(check_health), V(ask) or V(stop)), C(status) of a stop
+      (aborted, paused), C(trigger), C(reason) and C(stop).
+  returned: site with status failed or timeout, decide
+  type: dict
+  sample: {"action": "check_health", "trigger": "systemic", "reason": "a systemic failure", "status": null,
+           "stop": false}
+options:
+  description: The run options this run gives, normalized (validate), or the options the plan used (plan).
+  returned: validate, plan
+  type: dict
+effective:
+  description: The options the run runs with - defaults, then the resumed migration's, then this run's.
+  returned: validate
+  type: dict
+filters:
+  description: The include_sites/exclude_sites of a resumed run, to hand to O(action=plan).
+  returned: validate
+  type: dict
+migration_lock:
+  description: The name of the lock of the migration database, which runs sharing it take.
+  returned: validate
+  type: str
+queue:
+  description: The site ids this run migrates, in order.
+  returned: plan
+  type: list
+  elements: int
+limits:
+  description: Seconds each queued site may take, keyed by site id.
+  returned: plan
+  type: dict
+check_before:
+  description: The queued sites before which the periodic health check runs.
+  returned: plan
+  type: list
+  elements: int
+skip_large:
+  description: Pending large sites to mark skipped (skip_large_sites).
+  returned: plan
+  type: list
+  elements: int
+run_network:
+  description: Whether this run migrates the network tables.
+  returned: plan
+  type: bool
 candidates:
   description: The nearest existing migration ids.
   returned: failure because the migration id is unknown

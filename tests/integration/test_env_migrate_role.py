@@ -184,22 +184,38 @@ def test_large_sites_go_last_or_are_skipped(make_setup):
     assert all(state["sites"][site_id]["attempts"] == 0 for site_id in ("2", "3"))
 
 
-TWO_ENVIRONMENTS = "must be two different environments of wfu_environments (dev, uat)"
+NEW_RUN = "give source_env and target_env for a new migration"
 
 
 @pytest.mark.parametrize("extra_vars, message", [
-    ({}, "Give source_env and target_env for a new migration"),
-    ({"source_env": "dev"}, "Give source_env and target_env for a new migration"),
-    ({"source_env": "dev", "target_env": "nowhere"}, TWO_ENVIRONMENTS),
-    ({"source_env": "dev", "target_env": "dev"}, TWO_ENVIRONMENTS),
+    ({}, NEW_RUN),
+    ({"source_env": "dev"}, NEW_RUN),
+    ({"source_env": "dev", "target_env": "nowhere"}, "target_env 'nowhere' is not an environment of wfu_environments"
+                                                     " (defined: dev, uat)"),
+    ({"source_env": "dev", "target_env": "dev"}, "source_env and target_env are both dev"),
     ({"resume": "latest"}, "no migrations"),
-], ids=["nothing", "no-target", "unknown-env", "same-env", "nothing-to-resume"])
+    ({"source_env": "dev", "target_env": "uat", "include_sites": ""}, "include_sites is empty"),
+    ({"source_env": "dev", "target_env": "uat", "include_sites": "1,77"},
+     "include_sites names sites that are not in %s.wp_blogs: 77"),
+    ({"source_env": "dev", "target_env": "uat", "site_timeout": -5}, "site_timeout must be at least 1, not -5"),
+    ({"source_env": "dev", "target_env": "uat", "max_consecutive_failures": "-1"},
+     "max_consecutive_failures must be at least 0"),
+    ({"source_env": "dev", "target_env": "uat", "network_tables": "maybe"},
+     "network_tables must be one of true, false, only, not 'maybe'"),
+    ({"source_env": "dev", "target_env": "uat", "backup_dir": "/nonexistent/backups"},
+     "backup_dir /nonexistent/backups is not a directory"),
+], ids=["nothing", "no-target", "unknown-env", "same-env", "nothing-to-resume", "empty-include", "unknown-site",
+        "negative-timeout", "negative-failures", "network-maybe", "backup-dir"])
 def test_invalid_requests_fail_with_a_clear_message(make_setup, extra_vars, message):
     setup = make_setup(small_network(site_ids=[1]))
 
     run = setup.run(**extra_vars)
 
     assert run.returncode != 0
+    message = message.replace("%s", setup.source_db) if "%s" in message else message
     assert message in run.stdout, run.stdout[-3000:]
     assert "Traceback" not in run.stdout
     assert setup.migration_ids() == [] and setup.target_tables() == []
+    # Refused before the locks: no lock file stays behind to block the next run.
+    locks = os.path.join(setup.state_dir, "locks")
+    assert not os.path.isdir(locks) or os.listdir(locks) == []

@@ -82,7 +82,19 @@ CHECK_CASES = {
     "status": {},
     "lock": {"target_env": "prod"},
     "unlock": {"target_env": "uat", "force": True},
+    "validate": {"source_env": "dev", "target_env": "uat", "check_paths": False},
+    "plan": {},
+    "decide": {"health": {"the target database of uat (x)": {"ok": False, "msg": "gone"}}, "trigger": "systemic"},
+    "conclude": {"stop_status": "aborted", "reason": "check"},
 }
+
+ENVIRONMENTS = {
+    "dev": {"url": "https://dev.example.edu", "db": {"host": "127.0.0.1", "port": 3401, "user": "u", "password": "pw-dev",
+                                             "database": "wp_dev"}},
+    "uat": {"url": "https://uat.example.edu", "db": {"host": "127.0.0.1", "port": 3402, "user": "u", "password": "pw-uat",
+                                             "database": "wp_uat"}},
+}
+MIGRATION_DB = {"host": "127.0.0.1", "port": 3403, "user": "u", "password": "pw-mig", "database": "wfu_migration"}
 
 
 def test_every_action_in_check_mode_writes_nothing(params):
@@ -93,8 +105,10 @@ def test_every_action_in_check_mode_writes_nothing(params):
     before = snapshot(params["state_dir"])
     for action, given in CHECK_CASES.items():
         given = dict(given, action=action)
-        if action in ("site", "network", "finish"):
+        if action in ("site", "network", "finish", "plan", "decide", "conclude"):
             given["migration_id"] = migration_id
+        if action == "validate":
+            given.update(environments=ENVIRONMENTS, migration_db=MIGRATION_DB)
         result = act(params, check_mode=True, **given)
         assert "changed" in result, action
         assert snapshot(params["state_dir"]) == before, action
@@ -102,3 +116,37 @@ def test_every_action_in_check_mode_writes_nothing(params):
     act(fresh, check_mode=True, action="lock", target_env="uat")
     act(fresh, check_mode=True, action="create", source_env="dev", target_env="uat")
     assert not os.path.exists(fresh["state_dir"])
+
+
+def test_a_failed_site_comes_back_with_the_policy_decision(params):
+    options = {"max_consecutive_failures": 2}
+    migration_id = act(params, action="create", source_env="dev", target_env="uat", sites=[1, 2, 3],
+                       options=options)["migration_id"]
+    first = act(params, action="site", migration_id=migration_id, site_id=1, status="failed", failure_class="site",
+                error="table wp_2_posts is corrupt")
+    assert first["decision"]["action"] == "continue"
+    second = act(params, action="site", migration_id=migration_id, site_id=2, status="failed", failure_class="site",
+                 error="table wp_3_posts is corrupt")
+    assert (second["decision"]["action"], second["decision"]["trigger"]) == ("check_health", "consecutive")
+    systemic = act(params, action="site", migration_id=migration_id, site_id=3, status="failed",
+                   failure_class="systemic", error="Access denied")
+    assert (systemic["decision"]["action"], systemic["decision"]["trigger"]) == ("check_health", "systemic")
+    assert "decision" not in act(params, action="site", migration_id=migration_id, site_id=3, status="completed")
+
+
+def test_validate_refuses_bad_settings_before_anything_exists(params):
+    for given, words in (({"source_env": "dev", "target_env": "dev"}, "both dev"),
+                         ({"source_env": "dev", "target_env": "prod"}, "'prod' is not an environment"),
+                         ({"source_env": "dev", "target_env": "uat", "options": {"site_timeout": -1}},
+                          "site_timeout must be at least 1"),
+                         ({"source_env": "dev", "target_env": "uat", "options": {"include_sites": ""}},
+                          "include_sites is empty")):
+        with pytest.raises(USER_ERRORS) as caught:
+            act(params, action="validate", environments=ENVIRONMENTS, migration_db=MIGRATION_DB, **given)
+        assert words in str(caught.value)
+    assert not os.path.exists(params["state_dir"])
+    valid = act(params, action="validate", environments=ENVIRONMENTS, migration_db=MIGRATION_DB, source_env="dev",
+                target_env="uat", options={"include_sites": "3,2", "site_timeout": "90"})
+    assert valid["options"] == {"include_sites": [2, 3], "site_timeout": 90}
+    assert valid["effective"]["site_timeout"] == 90 and valid["new"] is True
+    assert "pw-" not in json.dumps(valid)
