@@ -7,28 +7,20 @@ from __future__ import annotations
 
 import contextlib
 
-from ansible_collections.wfu.multisite.plugins.module_utils.db import connect, describe
+from ansible_collections.wfu.multisite.plugins.module_utils.db import Database
 from ansible_collections.wfu.multisite.plugins.module_utils.errors import failure_result
 
 
-def database_label(role, env_name, settings):
-    """``the target database of uat (127.0.0.1:3307/wp_uat)``: which database, in words a user recognises."""
-    where = describe(settings)
-    if role == "migration":
-        return "the migration database (%s)" % where
-    return "the %s database of %s (%s)" % (role, env_name, where)
-
-
-def probe(settings, timeout):
-    """``{"ok": True}`` when the server answers ``SELECT 1`` on the database within ``timeout`` seconds, else
+def probe(database, timeout):
+    """``{"ok": True}`` when ``database`` (a ``db.Database``) answers ``SELECT 1`` within ``timeout`` seconds, else
     ``{"ok": False, "msg", "failure_class", "reason"}`` (the password never appears)."""
     try:
-        with contextlib.closing(connect(settings, connect_timeout=timeout, read_timeout=timeout)) as conn, \
+        with contextlib.closing(database.connect(timeout=timeout, connect_timeout=timeout)) as conn, \
                 conn.cursor() as cur:
             cur.execute("SELECT 1")
             cur.fetchall()
     except Exception as exc:  # pylint: disable=broad-except
-        failure = failure_result(exc, phase="health", secrets=[settings.get("password")])
+        failure = failure_result(exc, phase="health", secrets=[database.password])
         return {"ok": False, "msg": failure["msg"], "failure_class": failure["failure_class"],
                 "reason": failure.get("reason")}
     return {"ok": True}
@@ -39,5 +31,17 @@ def check_databases(databases, timeout=10):
     results = {}
     for entry in databases:
         settings = {key: value for key, value in entry.items() if key not in ("role", "env")}
-        results[database_label(entry["role"], entry.get("env"), settings)] = probe(settings, timeout)
+        try:
+            database = Database.from_params(settings, role=entry["role"], env=entry.get("env"))
+        except Exception as exc:  # pylint: disable=broad-except
+            # An option file that cannot be read: the database cannot be reached either.
+            unnamed = Database(role=entry["role"], env=entry.get("env"), host=settings.get("host"),
+                               port=settings.get("port"), socket=settings.get("unix_socket"),
+                               database=settings.get("database"))
+            failure = failure_result(exc, phase="health", secrets=[settings.get("password")])
+            results[str(unnamed)] = {"ok": False, "msg": failure["msg"], "failure_class": failure["failure_class"],
+                                     "reason": failure.get("reason")}
+            continue
+        # Keyed by str(database): the target database of uat (127.0.0.1:3307/wp_uat).
+        results[str(database)] = probe(database, timeout)
     return results

@@ -501,8 +501,8 @@ class SiteMigration(_TablePipeline):
                 raise self._error("site %d: %s in %s is %r after search-replace, expected %r"
                                   % (self.site_id, name, options_table, value, expected_url),
                                   table=options_table,
-                                  hint="check url/subsite_domain of %s and %s in wfu_environments, or set "
-                                       "verify_urls: false for a site whose %s is deliberately different"
+                                  hint="check url/subsite_domain of %s and %s in wfu_environments, or run the site with "
+                                       "-e verify_urls=false for a site whose %s is deliberately different"
                                        % (self.source.name, self.target.name, name))
 
     def _ensure_blog_row(self, src_conn, tgt_conn, row, domain, path):

@@ -150,6 +150,7 @@ RUN_OPTIONS = {
     "backup": Flag(True, doc="keep the target's previous tables until the new ones are verified"),
     "backup_dir": Directory(doc="directory for dumps of the target's previous tables"),
     "work_dir": Directory(doc="directory for temporary files"),
+    "verify_urls": Flag(True, doc="after the swap, check that each site's siteurl and home are its target URL"),
     "keep_files": Flag(False, doc="keep the target's replaced tables (as wfu_old__*) after the new ones are verified"),
     "target_only_tables": Choice(default="keep", choices={"keep": (), "move_aside": ()},
                                  doc="what the swap does with a site's tables the source does not have"),
