@@ -88,11 +88,11 @@ CHECK_CASES = {
     "conclude": {"stop_status": "aborted", "reason": "check"},
 }
 
+DEV_DB = {"host": "127.0.0.1", "port": 3401, "user": "u", "password": "pw-dev", "database": "wp_dev"}
+UAT_DB = {"host": "127.0.0.1", "port": 3402, "user": "u", "password": "pw-uat", "database": "wp_uat"}
 ENVIRONMENTS = {
-    "dev": {"url": "https://dev.example.edu", "db": {"host": "127.0.0.1", "port": 3401, "user": "u", "password": "pw-dev",
-                                             "database": "wp_dev"}},
-    "uat": {"url": "https://uat.example.edu", "db": {"host": "127.0.0.1", "port": 3402, "user": "u", "password": "pw-uat",
-                                             "database": "wp_uat"}},
+    "dev": {"url": "https://dev.example.edu", "db": DEV_DB},
+    "uat": {"url": "https://uat.example.edu", "db": UAT_DB},
 }
 MIGRATION_DB = {"host": "127.0.0.1", "port": 3403, "user": "u", "password": "pw-mig", "database": "wfu_migration"}
 
