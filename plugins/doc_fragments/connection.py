@@ -331,6 +331,20 @@ options:
   backup_dir:
     description: Directory for backup dumps of the target's tables (on the host running the module).
     type: path
+  backup_name:
+    description:
+      - With O(backup_dir), the name of this migration's backups (the migration id). The dump then goes to
+        C(<backup_dir>/<backup_name>/site-<N>.sql.gz) (C(network.sql.gz) for the network tables) with a manifest
+        beside it (C(site-<N>.json) - site, migration id, target environment and database, tables and their row
+        counts, size and SHA-256 of the dump, the site's tables before, whether it was new to the target); a site
+        new to the target gets a manifest without a dump.
+      - An existing file is never overwritten - a second backup of the same site under the same name goes to
+        C(site-<N>-2.sql.gz) (C(-3)...); the first one, the target as it was before the migration, is the one
+        M(wfu.multisite.wfu_site_rollback) restores.
+      - C(backup.file) of the result is then a mapping - C(path), C(manifest), C(size), C(sha256), C(tables) (rows by table)
+        and C(new_to_target).
+      - Without it the dump is C(<backup_dir>/<target>-<site-N|network>-<UTC timestamp>.sql.gz).
+    type: str
   keep_backup_tables:
     description: Keep the replaced tables in the target as C(wfu_old__*) instead of dropping them once verified.
     type: bool

@@ -24,6 +24,7 @@ import copy
 import os
 import time
 
+from ansible_collections.wfu.multisite.plugins.module_utils import rollback
 from ansible_collections.wfu.multisite.plugins.module_utils import server_locks
 from ansible_collections.wfu.multisite.plugins.module_utils import tables as tbl
 from ansible_collections.wfu.multisite.plugins.module_utils.copy_engine import copy_tables, dump_to_file
@@ -261,9 +262,14 @@ class _TablePipeline:
         self.created_stage = list(live_to_stage.values())
 
     def _backup_file(self, existing_live, label):
-        backup_dir = self.options.get("backup_dir")
-        if not (self.options.get("backup", True) and backup_dir and existing_live):
+        """The dump of the tables the swap replaces: a timestamped file's path, or with ``backup_name`` what
+        ``rollback.write_backup`` reports (``<backup_dir>/<backup_name>/site-<N>.sql.gz`` and its manifest)."""
+        backup_dir, backup_name = self.options.get("backup_dir"), self.options.get("backup_name")
+        if not (self.options.get("backup", True) and backup_dir and (existing_live or backup_name)):
             return None
+        if backup_name:
+            return rollback.write_backup(self.target, sorted(existing_live), backup_dir, backup_name, self.owner,
+                                         work_dir=self.options.get("work_dir"), deadline=self.deadline)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         path = os.path.join(os.path.expanduser(backup_dir), "%s-%s-%s.sql.gz" % (self.target.name, label, stamp))
         return dump_to_file(self.target.db, sorted(existing_live), path, work_dir=self.options.get("work_dir"),

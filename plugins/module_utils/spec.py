@@ -41,6 +41,7 @@ def pipeline_options():
         migration_db=db_option(required=True),
         backup=dict(type="bool", default=True),
         backup_dir=dict(type="path"),
+        backup_name=dict(type="str"),
         keep_backup_tables=dict(type="bool", default=False),
         skip_columns=dict(type="list", elements="str", default=[]),
         work_dir=dict(type="path"),
