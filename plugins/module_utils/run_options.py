@@ -27,8 +27,6 @@ _FALSE = ("false", "no", "off", "0")
 class Option:
     """One run option: its default and how a given value becomes a checked, normalized one."""
 
-    kind = "raw"
-
     def __init__(self, default=None, minimum=None, choices=None, doc=""):
         self.default = default
         self.minimum = minimum
@@ -40,7 +38,6 @@ class Option:
 
 
 class Flag(Option):
-    kind = "bool"
 
     def normalize(self, name, value):
         if isinstance(value, bool):
@@ -54,7 +51,6 @@ class Flag(Option):
 
 
 class Count(Option):
-    kind = "int"
 
     def normalize(self, name, value):
         if isinstance(value, bool):
@@ -74,7 +70,6 @@ class SiteList(Option):
     """Site ids: a list, or a comma-separated string (``-e include_sites=2,5``).  Empty is an error: it would
     otherwise mean "every site" for include_sites, the opposite of what was typed."""
 
-    kind = "list"
 
     def normalize(self, name, value):
         items = value.split(",") if isinstance(value, str) else value
@@ -96,7 +91,6 @@ class SiteList(Option):
 
 
 class Choice(Option):
-    kind = "str"
 
     def normalize(self, name, value):
         text = str(value).strip()
@@ -108,7 +102,6 @@ class Choice(Option):
 
 
 class Directory(Option):
-    kind = "path"
 
     def normalize(self, name, value):
         if not isinstance(value, str) or not value.strip():

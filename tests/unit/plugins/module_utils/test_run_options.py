@@ -91,3 +91,23 @@ def test_source_and_target_must_be_two_known_environments():
 
 def test_good_settings_return_the_normalized_options():
     assert check_run(environments(), MIGRATION_DB, "dev", "uat", {"site_timeout": "30"}) == {"site_timeout": 30}
+
+
+def test_every_run_option_is_in_the_docs_with_its_default():
+    """docs/running.md's options table lists each option of RUN_OPTIONS, with the default the code uses."""
+    import os
+
+    from ansible_collections.wfu.multisite.plugins.module_utils.run_options import RUN_OPTIONS
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "docs", "running.md")
+    rows = {}
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            if line.startswith("| `") and len(cells) >= 3:
+                for name in cells[0].replace("`", "").split(","):
+                    rows[name.strip()] = cells[1]
+    for name, option in RUN_OPTIONS.items():
+        assert name in rows, "docs/running.md lacks the run option %s" % name
+        if isinstance(option.default, (bool, int)) or option.default in ("keep", "true"):
+            assert rows[name] == str(option.default).lower(), (name, rows[name], option.default)
