@@ -349,3 +349,56 @@ def test_the_playbook_rolls_back_a_whole_migration(migration):
                            extra_vars={"migration_id": migration_id, "site_id": "2"})
     assert refused.returncode != 0 and "site-2.json" in refused.stdout
     assert not os.path.exists(os.path.join(state_dir, "locks", "uat.lock"))
+
+
+# -- the undo of a rollback that fails (in-process, with a fault injected) ------------------------------------------
+
+def in_process_rollback(setup, site_id):
+    from ansible_collections.wfu.multisite.plugins.module_utils.pipeline import Endpoint
+    from ansible_collections.wfu.multisite.plugins.module_utils.rollback import Rollback
+
+    return Rollback(Endpoint(setup.target_env()), setup.migration_db(), str(setup.backup_dir), MIGRATION, site_id)
+
+
+def test_a_load_that_does_not_verify_drops_its_staging_tables_and_changes_nothing(migration, monkeypatch):
+    from ansible_collections.wfu.multisite.plugins.module_utils import rollback
+    from ansible_collections.wfu.multisite.plugins.module_utils.errors import MigrationError
+
+    migration.site(2, options={"backup_dir": str(migration.backup_dir), "backup_name": MIGRATION}).run(timeout=120)
+    migrated = state(migration)
+    real = rollback.tbl.exact_row_counts
+
+    def one_row_lost(conn, database, tables):
+        counts = real(conn, database, tables)
+        return {t: n - 1 if t.startswith(tbl.STAGE_MARK) else n for t, n in counts.items()}
+
+    monkeypatch.setattr(rollback.tbl, "exact_row_counts", one_row_lost)
+    with pytest.raises(MigrationError) as raised:
+        in_process_rollback(migration, 2).run(timeout=120)
+    monkeypatch.undo()
+    error = raised.value
+    assert (error.phase, error.reason) == ("verify", "verification"), str(error)
+    assert "after loading the backup" in error.message and error.cleanup == ["dropped 10 staging tables"]
+    assert state(migration) == migrated
+
+
+def test_a_failure_after_the_swap_swaps_back(migration, monkeypatch):
+    from ansible_collections.wfu.multisite.plugins.module_utils import rollback
+    from ansible_collections.wfu.multisite.plugins.module_utils.errors import MigrationError
+
+    migration.site(20, options={"backup_dir": str(migration.backup_dir), "backup_name": MIGRATION}).run(timeout=120)
+    migrated = state(migration)
+    real, calls = rollback.qualified, []
+
+    def broken_delete(database, table):
+        calls.append(table)
+        # The first use reads wp_blogs (the plan); the second is the DELETE after the swap.
+        return real(database, table) if len(calls) < 2 else real(database, "no_such_table")
+
+    monkeypatch.setattr(rollback, "qualified", broken_delete)
+    with pytest.raises(MigrationError) as raised:
+        in_process_rollback(migration, 20).run(timeout=120)
+    monkeypatch.undo()
+    assert raised.value.phase == "swap" and raised.value.cleanup == ["swapped the tables back"], str(raised.value)
+    assert state(migration) == migrated
+    assert tbl.target_leftovers(migration.target_tables(), "wp_") == []
