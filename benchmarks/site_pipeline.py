@@ -89,7 +89,7 @@ def playbook_run(inventory, site_id):
         raise SystemExit("ansible-playbook failed:\n" + output[-4000:])
     result = module_result(output)
     return {"seconds": seconds, "durations": result["durations"], "bytes": result["bytes"],
-            "peak_kb": memory.peak_kb}
+            "overlap": result.get("overlap") or {}, "peak_kb": memory.peak_kb}
 
 
 def in_process_run(config_path):
@@ -100,6 +100,7 @@ def in_process_run(config_path):
     result = SiteMigration(config["site_id"], Endpoint(config["source"]), Endpoint(config["target"]),
                            config["migration_db"]).run()
     print(json.dumps({"seconds": time.monotonic() - started, "durations": result["durations"],
+                      "overlap": result.get("overlap") or {},
                       "self_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                       "children_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
 
@@ -127,7 +128,18 @@ def report(mb_source, raw_seconds, runs):
         size = run.get("size", mb_source)
         ratio = "%.2f" % (run["seconds"] / min(raw_seconds)) if run.get("large") else "-"
         phases = " ".join("%s=%.2f" % (name, run["durations"][name]) for name in PHASES if name in run["durations"])
+        if run.get("overlap", {}).get("seconds") is not None:
+            phases += " | copy+replace+stage wall=%.2f" % run["overlap"]["seconds"]
         print("%-28s %9.2f %9.1f %9s  %s" % (label, run["seconds"], _mb(size) / run["seconds"], ratio, phases))
+    print("\nper table, large site (s; the steps of different tables overlap)")
+    for label, run in runs:
+        tables = run.get("overlap", {}).get("tables") or {}
+        if not run.get("large") or not tables:
+            continue
+        print("  %s" % label)
+        for table, steps in sorted(tables.items(), key=lambda item: -sum(item[1].values())):
+            parts = ["%s=%.2f" % (step, steps[step]) for step in ("copy", "replace", "stage") if step in steps]
+            print("    %-34s %s" % (table, " ".join(parts)))
     print("\npeak RSS (VmHWM, MB)")
     for label, run in runs:
         if "peak_kb" in run:

@@ -24,7 +24,9 @@
 
 A destination table that already has one of the destination names is dropped and
 created anew: callers choose names that may be replaced.  Afterwards the row count
-of every destination table is compared with its source (``verify_copy``).
+of every destination table is compared with its source (``verify_copy``): one
+``COUNT(*)`` on each side at most, none where the rows written are reported or the
+caller hands on counts it already verified.
 
 ``dump_to_file`` writes the backup dump of a target's tables with the same
 ``mariadb-dump`` invocation.  Time limits come from the caller's ``Deadline``.
@@ -115,7 +117,8 @@ _DEFINITION_LINE = re.compile(rb"\n(?:  `|\) ENGINE=)[^\n]*")
 
 # -- public entry point ---------------------------------------------------------------------------------------------
 
-def copy_tables(source, tables, dest, rename=None, method="auto", work_dir=None, deadline=None):
+def copy_tables(source, tables, dest, rename=None, method="auto", work_dir=None, deadline=None, source_rows=None,
+                verify=True, source_conn=None, dest_conn=None):
     """Copy ``tables`` from the ``source`` database to the ``dest`` database; return what was copied.
 
     ``source`` and ``dest`` are ``db.Database`` values.  ``rename`` maps a source
@@ -124,6 +127,13 @@ def copy_tables(source, tables, dest, rename=None, method="auto", work_dir=None,
     ``insert_select``, ``dump`` or ``pymysql``; ``work_dir`` holds the client
     programs' stderr captures (default: the system temp dir); ``deadline`` (a
     ``Deadline``) bounds the whole copy.
+
+    Each table is counted once on each side at most: ``source_rows`` (``{source_table: rows}``) are counts the
+    caller already verified (a work table nobody else writes to), which spares the source's ``COUNT(*)``;
+    ``INSERT … SELECT`` and the pymysql method report the rows they wrote, which spares the destination's.
+    With ``verify=False`` the destination is not counted at all: the caller compares the rows it hands on
+    with one count of its own.  ``source_conn`` and ``dest_conn`` are open connections to ``source`` and
+    ``dest`` the copy may use (its own are opened otherwise); they belong to the caller's thread.
 
     Returns ``{method, tables: {dest_table: {rows, bytes}}, rows, bytes, seconds}``
     where ``bytes`` is the source's data + index size.  Raises MigrationError
@@ -145,23 +155,29 @@ def copy_tables(source, tables, dest, rename=None, method="auto", work_dir=None,
     if not mapping:
         return result
     try:
-        with _copying(None, deadline), source.connect(deadline=deadline) as conn:
+        with _copying(None, deadline), _connection(source, source_conn, deadline) as conn:
             sizes = tbl.table_stats(conn, source.database, list(mapping))
             missing = [name for name in mapping if name not in sizes]
             if missing:
                 raise MigrationError("source table %s does not exist in %s" % (", ".join(missing), source),
                                      table=missing[0], phase="copy", failure_class="site")
-            rows_before = tbl.exact_row_counts(conn, source.database, list(mapping))
+            known = dict(source_rows or {})
+            unknown = [name for name in mapping if name not in known]
+            rows_before = dict(known, **tbl.exact_row_counts(conn, source.database, unknown))
             collations = {}
             if chosen != "insert_select":
-                collations = _collations_to_replace(conn, source, list(mapping), dest, deadline)
+                collations = _collations_to_replace(conn, source, list(mapping), dest, deadline, dest_conn)
         if chosen == "insert_select":
-            _copy_by_insert_select(source, mapping, dest, deadline)
+            written = _copy_by_insert_select(source, mapping, dest, deadline, source_conn)
         elif chosen == "dump":
-            _copy_by_dump(source, mapping, dest, collations, work_dir, deadline)
+            written = _copy_by_dump(source, mapping, dest, collations, work_dir, deadline)
         else:
-            _copy_by_pymysql(source, mapping, dest, collations, deadline)
-        counts = verify_copy(source, dest, mapping, rows_before, deadline)
+            written = _copy_by_pymysql(source, mapping, dest, collations, deadline)
+        if verify:
+            counts = verify_copy(source, dest, mapping, rows_before, deadline, arrived=written, source_conn=source_conn,
+                                 dest_conn=dest_conn)
+        else:
+            counts = {target: rows_before.get(name) for name, target in mapping.items()}
     except MigrationError as exc:
         exc.phase = exc.phase or "copy"
         raise
@@ -208,20 +224,25 @@ def choose_method(source, dest, method="auto"):
     return method
 
 
-def verify_copy(source, dest, mapping, rows_before, deadline=None):
+def verify_copy(source, dest, mapping, rows_before, deadline=None, arrived=None, source_conn=None, dest_conn=None):
     """Compare the row count of each destination table with its source; return ``{dest_table: rows}``.
 
-    ``rows_before`` are the source counts taken just before the copy.  A live source
-    may change while it is copied, so a destination that matches the source count
-    either before or after the copy is accepted; anything else raises MigrationError
-    (reason ``verification``).
+    ``rows_before`` are the source counts taken just before the copy.  ``arrived``
+    (``{dest_table: rows}``) are the rows the statements that filled the destination
+    reported writing (``INSERT … SELECT``'s affected rows); a table not in it is
+    counted in the destination.  A live source may change while it is copied, so a
+    destination that matches the source count either before or after the copy is
+    accepted; anything else raises MigrationError (reason ``verification``).
     """
     source_db, dest_db = source.database, dest.database
-    with dest.connect(deadline=deadline) as conn:
-        arrived = tbl.exact_row_counts(conn, dest_db, list(mapping.values()))
+    arrived = dict(arrived or {})
+    uncounted = [target for target in mapping.values() if target not in arrived]
+    if uncounted:
+        with _connection(dest, dest_conn, deadline) as conn:
+            arrived.update(tbl.exact_row_counts(conn, dest_db, uncounted))
     differing = [name for name, target in mapping.items() if arrived[target] != rows_before[name]]
     if differing:
-        with source.connect(deadline=deadline) as conn:
+        with _connection(source, source_conn, deadline) as conn:
             rows_now = tbl.exact_row_counts(conn, source_db, differing)
         for name in differing:
             target = mapping[name]
@@ -232,6 +253,16 @@ def verify_copy(source, dest, mapping, rows_before, deadline=None):
                     % (dest_db, target, arrived[target], source_db, name, rows_before[name], rows_now[name], changed),
                     table=name, phase="copy", reason=VERIFICATION)
     return arrived
+
+
+@contextlib.contextmanager
+def _connection(database, conn, deadline):
+    """``conn`` when the caller gave one (it stays open), else a connection of our own, closed afterwards."""
+    if conn is not None:
+        yield conn
+        return
+    with contextlib.closing(database.connect(deadline=deadline)) as own:
+        yield own
 
 
 # -- command-line tools ----------------------------------------------------------------------------------------------
@@ -365,7 +396,7 @@ def rewrite_collations(text, collations):
     return _DEFINITION_LINE.sub(replace_in_line, text)
 
 
-def _collations_to_replace(source_conn, source, tables, dest, deadline):
+def _collations_to_replace(source_conn, source, tables, dest, deadline, dest_conn=None):
     """``{collation: replacement}`` for the MySQL-only collations these tables use and the destination lacks."""
     source_db = source.database
     names = list(MYSQL_ONLY_COLLATIONS)
@@ -380,7 +411,7 @@ def _collations_to_replace(source_conn, source, tables, dest, deadline):
         used = {_text(row[0]) for row in cur.fetchall()}
     if not used:
         return {}
-    with dest.connect(deadline=deadline) as conn, conn.cursor() as cur:
+    with _connection(dest, dest_conn, deadline) as conn, conn.cursor() as cur:
         cur.execute("SELECT COLLATION_NAME FROM information_schema.COLLATIONS WHERE COLLATION_NAME IN (%s)"
                     % ", ".join(["%s"] * len(used)), sorted(used))
         known = {_text(row[0]) for row in cur.fetchall()}
@@ -413,6 +444,7 @@ def _copy_by_dump(source, mapping, dest, collations, work_dir, deadline):
                                                    text or "no error message"),
                              table=_table_named_in(text, mapping), phase="copy", error_code=message_error_code(text),
                              reason=message_reason(text), database=database)
+    return {}  # the loader does not say how many rows it wrote: the destination is counted
 
 
 def _table_named_in(text, mapping):
@@ -577,9 +609,11 @@ def _error_text(handle, limit=64 * 1024):
 
 # -- same server: INSERT ... SELECT ----------------------------------------------------------------------------------
 
-def _copy_by_insert_select(source, mapping, dest, deadline):
+def _copy_by_insert_select(source, mapping, dest, deadline, source_conn=None):
+    """Copy on the server; return ``{dest_table: rows}`` as each ``INSERT … SELECT`` reported them."""
     source_db, dest_db = source.database, dest.database
-    with source.connect(deadline=deadline) as conn, conn.cursor() as cur:
+    written = {}
+    with _connection(source, source_conn, deadline) as conn, conn.cursor() as cur:
         cur.execute(COPY_SESSION)
         # Under REPEATABLE READ, INSERT ... SELECT share-locks every source row it reads, and the live site's
         # writes wait.  READ COMMITTED reads a snapshot instead; only statement-based binary logging forbids it.
@@ -592,8 +626,9 @@ def _copy_by_insert_select(source, mapping, dest, deadline):
                 columns = ", ".join(quote_identifier(column) for column, _kind in _copyable_columns(cur, source_db, name))
                 cur.execute("DROP TABLE IF EXISTS " + qualified(dest_db, target))
                 cur.execute("CREATE TABLE %s LIKE %s" % (qualified(dest_db, target), qualified(source_db, name)))
-                cur.execute("INSERT INTO %s (%s) SELECT %s FROM %s" % (
+                written[target] = cur.execute("INSERT INTO %s (%s) SELECT %s FROM %s" % (
                     qualified(dest_db, target), columns, columns, qualified(source_db, name)))
+    return written
 
 
 @contextlib.contextmanager
@@ -625,7 +660,9 @@ def _copyable_columns(cur, database, table):
 # -- no client tools: stream through PyMySQL -------------------------------------------------------------------------
 
 def _copy_by_pymysql(source, mapping, dest, collations, deadline):
+    """Stream the rows through this process; return ``{dest_table: rows}`` as the INSERTs reported them."""
     source_db, dest_db = source.database, dest.database
+    written = {}
     with source.connect(deadline=deadline) as reader, dest.connect(deadline=deadline) as writer:
         # Values arrive as the server's bytes and go back as literals: nothing is decoded or converted.
         reader.use_unicode = False
@@ -644,19 +681,22 @@ def _copy_by_pymysql(source, mapping, dest, collations, deadline):
                     create = _renamed_definition(meta.fetchone()[1], name, target, collations)
                     out.execute("DROP TABLE IF EXISTS " + qualified(dest_db, target))
                     out.execute(create)
-                    _stream_rows(reader, out, (source_db, name), (dest_db, target), columns, packet_limit, deadline)
+                    written[target] = _stream_rows(reader, out, (source_db, name), (dest_db, target), columns,
+                                                   packet_limit, deadline)
             meta.execute("COMMIT")
+    return written
 
 
 def _stream_rows(reader, out, source, target, columns, packet_limit, deadline):
-    """Send the rows of the ``(database, table)`` source as multi-row INSERTs of a few MB into ``target``."""
+    """Send the rows of the ``(database, table)`` source as multi-row INSERTs of a few MB into ``target``; return
+    the rows the INSERTs wrote."""
     statement_limit = max(64 * 1024, min(PYMYSQL_STATEMENT_BYTES, packet_limit - 64 * 1024))
     column_list = ", ".join(quote_identifier(column) for column, _kind in columns)
     head = ("INSERT INTO %s (%s) VALUES " % (qualified(*target), column_list)).encode("utf-8")
     renderers = [_renderer(kind) for _column, kind in columns]
     with reader.cursor(pymysql.cursors.SSCursor) as rows:
         rows.execute("SELECT %s FROM %s" % (column_list, qualified(*source)))
-        batch, size = [], len(head)
+        batch, size, written = [], len(head), 0
         for row in rows:
             values = b"(" + b",".join(b"NULL" if value is None else render(value)
                                       for render, value in zip(renderers, row)) + b")"
@@ -666,14 +706,15 @@ def _stream_rows(reader, out, source, target, columns, packet_limit, deadline):
                                      % (source[0], source[1], len(head) + len(values), packet_limit),
                                      table=source[1], phase="copy", failure_class="site")
             if batch and size + len(values) + 1 > statement_limit:
-                out.execute(head + b",".join(batch))
+                written += out.execute(head + b",".join(batch))
                 if deadline.expired():
                     raise deadline.failure(source[1])
                 batch, size = [], len(head)
             batch.append(values)
             size += len(values) + 1
         if batch:
-            out.execute(head + b",".join(batch))
+            written += out.execute(head + b",".join(batch))
+    return written
 
 
 def _renderer(kind):

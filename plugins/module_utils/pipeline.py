@@ -22,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import queue
+import threading
 import time
 
 from ansible_collections.wfu.multisite.plugins.module_utils import rollback
@@ -80,20 +82,62 @@ def rules_for_display(rules):
 
 
 class PhaseTimer:
-    """Records how long each phase took and which phase is running (for failure reports)."""
+    """Records how long each phase took and which phase is running (for failure reports).
+
+    Phases run one after the other, except the per-table steps (``step``: copy, replace, stage) that overlap in
+    worker threads: their durations are the summed time of their steps (so they may add up to more than the
+    wall time, which ``overlap`` holds), ``tables`` has them per table, and while any runs, ``current`` is the
+    earliest of the running ones in pipeline order (the step the others wait for).
+    """
+
+    STEPS = ("copy", "replace", "stage")
 
     def __init__(self):
         self.durations = {}
-        self.current = None
+        self.tables = {}
+        self.overlap = None
+        self._phase = None
+        self._running = []
+        self._lock = threading.Lock()
+
+    @property
+    def current(self):
+        with self._lock:
+            if self._running:
+                return min(self._running, key=self.STEPS.index)
+        return self._phase
+
+    def set_phase(self, name):
+        """Name the phase without timing it (what ``current`` says between overlapping steps)."""
+        self._phase = name
 
     @contextlib.contextmanager
     def phase(self, name):
-        self.current = name
+        self._phase = name
         start = time.monotonic()
         try:
             yield
         finally:
-            self.durations[name] = round(self.durations.get(name, 0.0) + time.monotonic() - start, 3)
+            self._add(name, time.monotonic() - start)
+
+    @contextlib.contextmanager
+    def step(self, name, table):
+        """One table's copy, replace or stage, in whichever thread runs it."""
+        with self._lock:
+            self._running.append(name)
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            seconds = time.monotonic() - start
+            with self._lock:
+                self._running.remove(name)
+                self.tables.setdefault(table, {})[name] = round(seconds, 3)
+            self._add(name, seconds)
+
+    def _add(self, name, seconds):
+        with self._lock:
+            self.durations[name] = round(self.durations.get(name, 0.0) + seconds, 3)
 
 
 def work_skip_columns(entries, work):
@@ -107,6 +151,205 @@ def work_skip_columns(entries, work):
 
 class PipelineTimeout(MigrationError):
     """The call ran out of its time budget."""
+
+
+class _Stopped(Exception):
+    """A worker ends because another part of the call failed (that failure is the one reported)."""
+
+
+class _Worker:
+    """A thread of the per-table flow, with connections of its own (a PyMySQL connection serves one thread)."""
+
+    def __init__(self, name, target, flow):
+        self.flow = flow
+        self.connections = []
+        self.thread = threading.Thread(target=self._main, args=(target,), name="wfu-%s" % name, daemon=True)
+
+    def connect(self, database, **kwargs):
+        conn = database.connect(deadline=self.flow.deadline, **kwargs)
+        self.connections.append(conn)
+        return conn
+
+    def _main(self, target):
+        try:
+            target(self)
+        except _Stopped:
+            pass
+        except BaseException as exc:  # pylint: disable=broad-except
+            self.flow.fail(exc)
+        finally:
+            for conn in self.connections:
+                with contextlib.suppress(Exception):
+                    conn.close()
+
+
+class _TableFlow:
+    """copy → replace → stage, table by table, the steps of different tables overlapping.
+
+    A copier thread copies the tables from the source into the migration database, one after the other; the
+    calling thread replaces each table as soon as it has arrived (while the next one is copied); a stager thread
+    puts each replaced table into the target under its staging name (while the next one is replaced).  Every
+    thread has its own connections; what is between them is a table name in a queue, so memory stays what one
+    step needs.  Each table is counted once in its copy and that verified count is handed on to the stage's
+    check.
+
+    The first failure, in any thread, stops the others: it fires the call's deadline (``Deadline.interrupt``),
+    which kills their statements on the servers (``KILL QUERY``) and their dump processes, and the threads stop
+    before their next step.  ``run`` returns or raises only after every thread has ended, so the failure's
+    cleanup never races a worker that is still writing.
+    """
+
+    def __init__(self, pipeline, tables, work, stage_of, replace):
+        self.pipeline = pipeline
+        self.deadline = pipeline.deadline
+        self.timer = pipeline.timer
+        self.tables = tables
+        self.work = work
+        self.stage_of = stage_of
+        self.replace = replace
+        self.copied = {}
+        self.expected = {}
+        self.method = None
+        self.failure = None
+        self._lock = threading.Lock()
+        self._to_replace = queue.Queue()
+        self._to_stage = queue.Queue()
+        self._workers = []
+        self._home = None
+
+    # -- the threads ------------------------------------------------------------------------------
+    def _copier(self, worker):
+        p = self.pipeline
+        src_conn = worker.connect(p.source.db)
+        mig_conn = worker.connect(p.migration)
+        try:
+            for table in self.tables:
+                self._check()
+                with self.timer.step("copy", table), self._phase_of_errors("copy", table):
+                    result = p._copy_to_work(  # pylint: disable=protected-access
+                        [table], {table: self.work[table]}, connections=(src_conn, mig_conn))
+                self.copied.update(result["tables"])
+                self.method = result["method"]
+                self._to_replace.put(table)
+        finally:
+            self._to_replace.put(None)
+
+    def _stager(self, worker):
+        p = self.pipeline
+        mig_conn = worker.connect(p.migration)
+        tgt_conn = None if p.migration.same_server(p.target.db) else worker.connect(p.target.db)
+        while True:
+            table = self._to_stage.get()
+            if table is None:
+                return
+            self._check()
+            work = self.work[table]
+            with self.timer.step("stage", table), self._phase_of_errors("stage", table):
+                staged = p._stage(mig_conn, {work: self.stage_of[work]},  # pylint: disable=protected-access
+                                  counts={work: self.copied[work]["rows"]}, tgt_conn=tgt_conn)
+            self.expected.update(staged)
+
+    def run(self):
+        """Move every table into the target's staging names; return ``(copied, expected)``: the copy's results
+        by work table, and the verified rows each staged table must have, by staging name."""
+        started = time.monotonic()
+        self._home = threading.current_thread()
+        self.timer.set_phase("copy")
+        p = self.pipeline
+        p.created_work.extend(w for w in self.work.values() if w not in p.created_work)
+        try:
+            try:
+                self._start("copier", self._copier)
+                self._start("stager", self._stager)
+                while True:
+                    table = self._to_replace.get()
+                    if table is None:
+                        break
+                    self._check()
+                    with self.timer.step("replace", table), self._phase_of_errors("replace", table):
+                        self.replace(table, self.work[table])
+                    self._to_stage.put(table)
+            finally:
+                self._to_stage.put(None)
+            self._join()
+            self._check()
+        except BaseException as exc:  # pylint: disable=broad-except
+            self.fail(exc)
+            while True:
+                try:
+                    self._to_stage.put(None)
+                    self._stop_others()
+                    self._join()
+                    break
+                except MigrationError:
+                    continue  # the deadline's signal, fired by a worker's failure, arrived here
+            if self.failure is exc:
+                raise
+            raise self.failure from exc
+        finally:
+            self.timer.overlap = round(time.monotonic() - started, 3)
+        return self.copied, self.expected
+
+    # -- failure ----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _phase_of_errors(self, phase, table):
+        """A step's failure is its phase's, whatever thread notices it first."""
+        try:
+            yield
+        except _Stopped:
+            raise
+        except BaseException as exc:
+            raise self._as_failure(exc, phase, table) from exc
+
+    def _as_failure(self, exc, phase, table):
+        if self.deadline.expired():
+            # A statement killed because the call was stopped (its time limit, the playbook gone, another
+            # thread's failure): the failure is what stopped it.
+            exc = self.deadline.failure(table)
+        error = MigrationError.wrap(exc, site_id=self.pipeline.site_id_or_none, table=table, phase=phase)
+        if getattr(error, "pipeline_phase", None) is None:
+            error.pipeline_phase = phase
+        return error
+
+    def fail(self, exc):
+        """Record the call's failure (the first one wins); a worker's first failure stops every thread."""
+        with self._lock:
+            first = self.failure is None
+            if first:
+                self.failure = MigrationError.wrap(exc, site_id=self.pipeline.site_id_or_none)
+                if getattr(self.failure, "pipeline_phase", None) is None:
+                    self.failure.pipeline_phase = self.failure.phase or self.timer.current
+        if first and threading.current_thread() is not self._home:
+            self.deadline.interrupt(self.failure)
+
+    def _stop_others(self):
+        """Fire the deadline from the calling thread: kill the workers' statements and dumps."""
+        if self.deadline.expired():
+            return
+        try:
+            # In the main thread the deadline fires in its signal handler, which then raises our own failure.
+            self.deadline.interrupt(self.failure)
+            for _ in range(100):
+                if self.deadline.expired():
+                    break
+                time.sleep(0.05)
+        except MigrationError:
+            pass
+
+    def _check(self):
+        if self.failure is not None:
+            raise _Stopped()
+        if self.deadline.expired():
+            raise self.deadline.failure()
+
+    def _start(self, name, target):
+        worker = _Worker(name, target, self)
+        self._workers.append(worker)
+        worker.thread.start()
+
+    def _join(self):
+        for worker in self._workers:
+            worker.thread.join()
 
 
 class _TablePipeline:
@@ -139,6 +382,8 @@ class _TablePipeline:
         self.deadline = Deadline()
         self.created_work = []
         self.created_stage = []
+        # Guards the two lists above: the per-table steps of a site update them from several threads.
+        self._books = threading.Lock()
         self.swapped = None
         self.locks = []
         self.result = {"changed": False}
@@ -175,30 +420,48 @@ class _TablePipeline:
                 wait = min(wait, int(remaining))
             self.locks.append(server_locks.acquire(conn, database, self.owner, wait))
 
-    def _copy_to_work(self, tables, work_names):
+    @property
+    def site_id_or_none(self):
+        return self._site_id()
+
+    def _copy_to_work(self, tables, work_names, connections=(None, None)):
+        """Copy source tables into the migration DB under their work names; ``connections`` are a source and a
+        migration DB connection of the calling thread."""
         # Recorded first: a copy that fails half-way (a broken dump, a row count that does not match) has already
         # created some of them.
-        self.created_work.extend(work_names.values())
+        with self._books:
+            self.created_work.extend(w for w in work_names.values() if w not in self.created_work)
+        src_conn, mig_conn = connections
         return copy_tables(self.source.db, tables, self.migration, rename=work_names,
-                           work_dir=self.options.get("work_dir"), deadline=self.deadline)
+                           work_dir=self.options.get("work_dir"), deadline=self.deadline, source_conn=src_conn,
+                           dest_conn=mig_conn)
 
-    def _replace(self, work, rules, skip_columns):
+    def _replace(self, work, rules, skip_columns, conn=None):
         return replace_in_tables(self.migration, self.migration.database, list(work.values()), rules,
-                                 skip_columns=skip_columns, deadline=self.deadline)
+                                 skip_columns=skip_columns, deadline=self.deadline, conn=conn)
 
-    def _stage(self, mig_conn, work_to_stage):
-        """Put the transformed tables into the target under staging names; return their expected row counts."""
-        counts = tbl.exact_row_counts(mig_conn, self.migration.database, list(work_to_stage))
-        self.created_stage.extend(work_to_stage.values())
+    def _stage(self, mig_conn, work_to_stage, counts=None, tgt_conn=None):
+        """Put the transformed tables into the target under staging names; return their expected row counts.
+
+        ``counts`` are the work tables' rows as their copy verified them (the search-replace changes no row
+        count); a table without one is counted here.  The staged tables are counted once, in the verify phase.
+        """
+        counts = dict(counts or {})
+        unknown = [work for work in work_to_stage if work not in counts]
+        counts.update(tbl.exact_row_counts(mig_conn, self.migration.database, unknown))
+        with self._books:
+            self.created_stage.extend(work_to_stage.values())
         if self.migration.same_server(self.target.db):
             # Migration database on the target's server: moving the tables over is a rename, not a copy.
             tbl.rename_tables(mig_conn, self.migration.database, sorted(work_to_stage.items()),
                               to_database=self.target.database)
-            self.created_work = [t for t in self.created_work if t not in work_to_stage]
+            with self._books:
+                self.created_work = [t for t in self.created_work if t not in work_to_stage]
         else:
             copy_tables(self.migration, list(work_to_stage), self.target.db, rename=work_to_stage,
-                        work_dir=self.options.get("work_dir"), deadline=self.deadline)
-        return {work_to_stage[work]: rows for work, rows in counts.items()}
+                        work_dir=self.options.get("work_dir"), deadline=self.deadline, source_rows=counts,
+                        verify=False, source_conn=mig_conn, dest_conn=tgt_conn)
+        return {work_to_stage[work]: counts[work] for work in work_to_stage}
 
     def _clean(self, mig_conn, tgt_conn):
         """Drop what an earlier attempt for this owner left in the migration DB and the target."""
@@ -208,12 +471,16 @@ class _TablePipeline:
         tbl.clear_target_leftovers(tgt_conn, self.target.database, present,
                                    tbl.target_leftovers(present, self.target.prefix, self.owner))
 
-    def _stage_and_count(self, mig_conn, tgt_conn, work):
-        """Stage the transformed tables in the target and check their row counts; return the name mappings."""
+    def _names(self, work):
+        """``(live_of, stage_of)``: each work table's live name in the target, and its staging name."""
         live_of = {w: tbl.retarget_table(t, self.source.prefix, self.target.prefix) for t, w in work.items()}
-        stage_of = {w: tbl.stage_table(live) for w, live in live_of.items()}
+        return live_of, {w: tbl.stage_table(live) for w, live in live_of.items()}
+
+    def _stage_and_count(self, mig_conn, tgt_conn, work, counts):
+        """Stage the transformed tables in the target and check their row counts; return the name mappings."""
+        live_of, stage_of = self._names(work)
         with self.timer.phase("stage"):
-            expected = self._stage(mig_conn, stage_of)
+            expected = self._stage(mig_conn, stage_of, counts=counts, tgt_conn=tgt_conn)
         with self.timer.phase("verify"):
             self._verify_counts(tgt_conn, expected)
         return live_of, stage_of
@@ -331,10 +598,12 @@ class _TablePipeline:
 
     def _failed(self, exc):
         """The MigrationError to report for ``exc``, after the cleanup."""
-        error = MigrationError.wrap(exc, site_id=self._site_id(), phase=self.timer.current)
-        if self.timer.current:
-            # The pipeline's phase, not the helper's: a failed copy into the target is the stage phase.
-            error.phase = self.timer.current
+        # The pipeline's phase, not the helper's: a failed copy into the target is the stage phase.  A per-table
+        # step that failed says which it was (several overlap).
+        phase = getattr(exc, "pipeline_phase", None) or self.timer.current
+        error = MigrationError.wrap(exc, site_id=self._site_id(), phase=phase)
+        if phase:
+            error.phase = phase
         timed_out = isinstance(error, PipelineTimeout)
         # Out of time because a server stopped answering: that is the server's failure, not the site's.
         error = self.deadline.blame(error)
@@ -419,16 +688,27 @@ class SiteMigration(_TablePipeline):
             with self.timer.phase("prepare"):
                 row, tables, rules, domain, path = self._context(src_conn)
                 expected_url = site_url(self.target.addressing, domain, path)
+                sizes = tbl.table_stats(src_conn, self.source.database, tables)
             with self.timer.phase("clean"):
                 self._clean(mig_conn, tgt_conn)
             work = {t: tbl.work_table(self.site_id, t) for t in tables}
-            with self.timer.phase("copy"):
-                copied = self._copy_to_work(tables, work)
-            with self.timer.phase("replace"):
-                replaced = self._replace(work, rules, work_skip_columns(opts.get("skip_columns"), work))
-                self._retarget_prefixed_keys(mig_conn, work)
-            live_of, stage_of = self._stage_and_count(mig_conn, tgt_conn, work)
+            live_of, stage_of = self._names(work)
+            skip_columns = work_skip_columns(opts.get("skip_columns"), work)
+            replaced = {"tables": {}, "rows_changed": 0}
+            with contextlib.closing(self.migration.connect(autocommit=False, deadline=self.deadline)) as replace_conn:
+
+                def replace(table, work_table):
+                    done = self._replace({table: work_table}, rules, skip_columns, conn=replace_conn)
+                    replaced["tables"].update(done["tables"])
+                    replaced["rows_changed"] += done["rows_changed"]
+                    self._retarget_prefixed_keys(mig_conn, {table: work_table})
+
+                # The largest first: the small ones are copied while it is replaced, and the last step is short.
+                order = sorted(tables, key=lambda t: (-sizes.get(t, {}).get("bytes", 0), t))
+                flow = _TableFlow(self, order, work, stage_of, replace)
+                copied, expected = flow.run()
             with self.timer.phase("verify"):
+                self._verify_counts(tgt_conn, expected)
                 options_live = tbl.retarget_table(tbl.site_table_prefix(self.source.prefix, self.site_id) + "options",
                                                   self.source.prefix, self.target.prefix)
                 self._verify_urls(tgt_conn, tbl.stage_table(options_live), expected_url)
@@ -458,16 +738,19 @@ class SiteMigration(_TablePipeline):
             "tables": sorted(live_of.values()),
             "new_to_target": not replaced_live,
             "blog_row_created": registered,
-            "rows": copied.get("rows", 0),
-            "bytes": copied.get("bytes", 0),
-            "copy_method": copied.get("method"),
-            "replacements": replaced.get("tables", {}),
-            "rows_changed": replaced.get("rows_changed", 0),
+            "rows": sum(entry["rows"] for entry in copied.values()),
+            "bytes": sum(entry["bytes"] for entry in copied.values()),
+            "copy_method": flow.method,
+            "replacements": replaced["tables"],
+            "rows_changed": replaced["rows_changed"],
             "target_only_tables": target_only,
             "target_only_rule": self.target_only_rule,
             "backup": {"file": backup_path, "tables": kept},
             "locks": list(self.locks),
             "durations": dict(self.timer.durations),
+            # The copy, replace and stage of different tables overlap: their durations above are summed over
+            # the tables; this is the wall time they took together, and each table's steps.
+            "overlap": {"seconds": self.timer.overlap, "tables": dict(self.timer.tables)},
             "rules_count": len(rules),
         }
 
@@ -606,13 +889,15 @@ class NetworkMigration(_TablePipeline):
             work = {t: tbl.network_work_table(t) for t in tables}
             with self.timer.phase("copy"):
                 copied = self._copy_to_work(tables, work)
+            counts = {w: copied["tables"][w]["rows"] for w in work.values()}
             with self.timer.phase("replace"):
                 self._map_addresses(mig_conn, work, addresses, network)
                 self._retarget_user_options(mig_conn, work)
                 replaced = self._replace(work, rules, self._skip_columns(work))
                 # After the rules: the target's own rows already hold the target's addresses.
-                self._keep_target_only_sites(tgt_conn, mig_conn, work, target_only)
-            live_of, stage_of = self._stage_and_count(mig_conn, tgt_conn, work)
+                for work_table, added in self._keep_target_only_sites(tgt_conn, mig_conn, work, target_only).items():
+                    counts[work_table] += added
+            live_of, stage_of = self._stage_and_count(mig_conn, tgt_conn, work, counts)
             existing = set(tbl.list_tables(tgt_conn, self.target.database)) & set(live_of.values())
             with self.timer.phase("backup"):
                 backup_path = self._backup_file(existing, "network")
@@ -628,9 +913,11 @@ class NetworkMigration(_TablePipeline):
                 "backup": {"file": backup_path, "tables": kept}, "durations": dict(self.timer.durations)}
 
     def _keep_target_only_sites(self, tgt_conn, mig_conn, work, target_only):
-        """Add the target-only sites' wp_blogs and wp_blogmeta rows (their own, untouched) to the work tables."""
+        """Add the target-only sites' wp_blogs and wp_blogmeta rows (their own, untouched) to the work tables;
+        return ``{work table: rows added}``."""
+        added = {}
         if not target_only:
-            return
+            return added
         ids = [b["blog_id"] for b in target_only]
         present = set(tbl.list_tables(tgt_conn, self.target.database))
         # wp_blogmeta's meta_id is the server's to number: the source's rows may use the target's ids.
@@ -646,10 +933,11 @@ class NetworkMigration(_TablePipeline):
                 rows = [tuple(row[i] for i in keep) for row in cur.fetchall()]
             if rows:
                 with mig_conn.cursor() as cur:
-                    cur.executemany("INSERT INTO %s (%s) VALUES (%s)"
-                                    % (qualified(self.migration.database, work_table),
-                                       ", ".join(quote_identifier(c) for c in columns),
-                                       ", ".join(["%s"] * len(columns))), rows)
+                    added[work_table] = cur.executemany("INSERT INTO %s (%s) VALUES (%s)"
+                                                        % (qualified(self.migration.database, work_table),
+                                                           ", ".join(quote_identifier(c) for c in columns),
+                                                           ", ".join(["%s"] * len(columns))), rows)
+        return added
 
     def _skip_columns(self, work):
         # The domain/path of wp_blogs, wp_site and wp_signups are mapped per row, not searched.

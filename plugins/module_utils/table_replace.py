@@ -150,12 +150,15 @@ class _Skips:
 
 
 def replace_in_tables(conn_params, database, tables, pairs, skip_columns=(), dry_run=False, batch_rows=1000,
-                      deadline=None):
+                      deadline=None, conn=None):
     """Apply ``pairs`` to every text column of ``tables`` in ``database``; see the module documentation.
 
     ``pairs`` are (search, replace) tuples or ``HostPair`` s, applied in order;
     ``conn_params`` a connection mapping or a ``db.Database``, ``deadline`` a
-    ``deadline.Deadline`` that bounds the statements.
+    ``deadline.Deadline`` that bounds the statements (and is looked at between
+    batches, so a replace in a worker thread stops when the call is stopped).
+    ``conn`` is an open connection to ``database`` (autocommit off) the caller
+    keeps for several calls; without it the call opens and closes its own.
     Returns::
 
         {database, dry_run, seconds, warnings: [text],
@@ -185,11 +188,13 @@ def replace_in_tables(conn_params, database, tables, pairs, skip_columns=(), dry
     started = time.monotonic()
     summary = {"database": database, "dry_run": bool(dry_run), "tables": {}, "warnings": [],
                "rows_changed": 0, "rows_matched": 0, "bytes_matched": 0, "method_counts": {SERVER: 0, PYTHON: 0}}
-    try:
-        conn = connect(conn_params, database=database, autocommit=False, deadline=deadline)
-    except Exception as exc:
-        raise MigrationError.wrap(exc, phase=PHASE)
-    with contextlib.closing(conn):
+    owned = conn is None
+    if owned:
+        try:
+            conn = connect(conn_params, database=database, autocommit=False, deadline=deadline)
+        except Exception as exc:
+            raise MigrationError.wrap(exc, phase=PHASE)
+    with contextlib.closing(conn) if owned else contextlib.nullcontext(conn):
         _strict_session(conn)
         for table in tables:
             report = _TableReplacer(conn, conn_params, database, table, replacement, skips, dry_run,
@@ -271,6 +276,11 @@ class _TableReplacer:
             raise self._error(exc)
         report["seconds"] = round(time.monotonic() - started, 3)
         return report
+
+    def _check_deadline(self):
+        """Outside the thread that armed it a deadline raises nothing by itself: stop at the next batch."""
+        if self.deadline is not None and self.deadline.expired():
+            raise self.deadline.failure(self.table)
 
     def _error(self, exc):
         where = "column %s: " % self.column if self.column else ""
@@ -369,6 +379,7 @@ class _TableReplacer:
         serialized = "CAST(LEFT(%s, 2) AS BINARY) IN (%s)" % (quoted, ", ".join(["%s"] * len(SERIALIZED_PREFIXES)))
         last = None
         while True:
+            self._check_deadline()
             after, after_params = _after(key, last)
             with self.conn.cursor() as cur:
                 cur.execute("SELECT %s, %s, LENGTH(%s) FROM %s WHERE %s AND %s ORDER BY %s LIMIT %d"
@@ -446,6 +457,8 @@ class _TableReplacer:
             stream.execute("SELECT %s, LENGTH(%s) FROM %s WHERE %s" % (quoted, quoted, self.name, matches),
                            match_params)
             for value, size in stream:
+                if counts.matched % 1000 == 0:
+                    self._check_deadline()
                 counts.matched += 1
                 counts.bytes += size
                 replaced = replace_value(value, self.replacement.pairs)

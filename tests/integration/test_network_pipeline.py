@@ -180,8 +180,8 @@ def inject_stage(monkeypatch):
 def inject_lost_row(monkeypatch):
     real_stage = NetworkMigration._stage
 
-    def stage(self, mig_conn, work_to_stage):
-        result = real_stage(self, mig_conn, work_to_stage)
+    def stage(self, mig_conn, work_to_stage, **kwargs):
+        result = real_stage(self, mig_conn, work_to_stage, **kwargs)
         staged_blogs = next(t for t in work_to_stage.values() if t.endswith("_blogs"))
         with contextlib.closing(self.target.db.connect()) as conn, conn.cursor() as cur:
             cur.execute("DELETE FROM `%s`.`%s` WHERE blog_id = 2" % (self.target.database, staged_blogs))

@@ -222,7 +222,10 @@ def test_site_owns_exactly_its_numbered_tables(crowded, monkeypatch, site_id):
     before = setup.target_fingerprint()
     result = setup.site(site_id).run()
     own = ["wp_%d_%s" % (site_id, name) for name in SITE_TABLES]
-    assert copied[0] == own and sorted(copied[1]) == sorted(tbl.work_table(site_id, t) for t in own)
+    # One copy per table (they overlap with the replace and the stage): from the source, then into the target.
+    from_source = sorted(t for tables in copied for t in tables if not tbl.WORK_TABLE_RE.match(t))
+    into_target = sorted(t for tables in copied for t in tables if tbl.WORK_TABLE_RE.match(t))
+    assert from_source == sorted(own) and into_target == sorted(tbl.work_table(site_id, t) for t in own)
     assert result["tables"] == own
     after = setup.target_fingerprint()
     assert without(after, own) == without(before, own)
@@ -247,15 +250,33 @@ def fail_after(function, error, on_call=1):
 
 
 def _stage_then(change):
+    """``_stage`` that then runs ``change(database, staged tables)`` in the target, when it returns a statement
+    (tables are staged one at a time)."""
     real_stage = SiteMigration._stage
 
-    def stage(self, mig_conn, work_to_stage):
-        result = real_stage(self, mig_conn, work_to_stage)
-        with contextlib.closing(self.target.db.connect()) as conn, conn.cursor() as cur:
-            cur.execute(change(self.target.database, sorted(work_to_stage.values())))
+    def stage(self, mig_conn, work_to_stage, **kwargs):
+        result = real_stage(self, mig_conn, work_to_stage, **kwargs)
+        statement = change(self.target.database, sorted(work_to_stage.values()))
+        if statement:
+            with contextlib.closing(self.target.db.connect()) as conn, conn.cursor() as cur:
+                cur.execute(statement)
         return result
 
     return stage
+
+
+def fail_when(function, error, when):
+    """``function`` that does its real work and then raises ``error`` on the first call ``when(*args)`` accepts."""
+    calls = []
+
+    def wrapper(*args, **kwargs):
+        result = function(*args, **kwargs)
+        if not calls and when(*args):
+            calls.append(1)
+            raise error
+        return result
+
+    return wrapper
 
 
 def inject_copy(monkeypatch, _tmp_path):
@@ -270,18 +291,24 @@ def inject_replace(monkeypatch, _tmp_path):
 
 def inject_stage(monkeypatch, _tmp_path):
     error = OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(pipeline, "copy_tables", fail_after(pipeline.copy_tables, error, on_call=2))
+    monkeypatch.setattr(pipeline, "copy_tables", fail_when(pipeline.copy_tables, error,
+                                                           lambda _source, _tables, dest, *_: dest.role == "target"))
+
+
+def _in_one_of(staged, suffix, statement):
+    table = next((t for t in staged if t.endswith(suffix)), None)
+    return statement % table if table else None
 
 
 def inject_lost_row(monkeypatch, _tmp_path):
     monkeypatch.setattr(SiteMigration, "_stage", _stage_then(
-        lambda db, staged: "DELETE FROM `%s`.`%s` LIMIT 1" % (db, next(t for t in staged if t.endswith("_posts")))))
+        lambda db, staged: _in_one_of(staged, "_posts", "DELETE FROM `" + db + "`.`%s` LIMIT 1")))
 
 
 def inject_wrong_siteurl(monkeypatch, _tmp_path):
     monkeypatch.setattr(SiteMigration, "_stage", _stage_then(
-        lambda db, staged: "UPDATE `%s`.`%s` SET option_value = 'https://elsewhere.example.org' WHERE option_name = "
-                           "'siteurl'" % (db, next(t for t in staged if t.endswith("options")))))
+        lambda db, staged: _in_one_of(staged, "options", "UPDATE `" + db + "`.`%s` SET option_value = "
+                                      "'https://elsewhere.example.org' WHERE option_name = 'siteurl'")))
 
 
 def inject_backup(_monkeypatch, tmp_path):
@@ -376,6 +403,138 @@ def test_failure_leaves_target_and_migration_db_as_they_were(
     assert fingerprint(setup.migration_server, setup.migration_database) == migration_before
     assert tbl.work_tables_of(setup.migration_tables(), site_id) == []
     assert client_children() == []
+
+
+# -- the per-table steps overlap: a failure in any thread stops the others and leaves nothing behind ----------------
+
+def _assert_nothing_left(setup, target_before, migration_before, site_id=2):
+    assert setup.target_fingerprint() == target_before
+    assert fingerprint(setup.migration_server, setup.migration_database) == migration_before
+    assert tbl.work_tables_of(setup.migration_tables(), site_id) == []
+    assert tbl.target_leftovers(setup.target_tables(), setup.target_prefix) == []
+    assert client_children() == []
+
+
+def test_a_copy_failing_after_other_tables_were_staged_leaves_nothing_behind(subdir, monkeypatch):
+    """The last table's copy fails while the earlier ones are already replaced and staged in the target."""
+    setup = subdir
+    real = pipeline.copy_tables
+    sources, staged = [], []
+
+    def copy(source, tables, dest, *args, **kwargs):
+        if dest.role == "target":
+            staged.extend(tables)
+        elif len(sources) == len(SITE_TABLES) - 1:
+            # Wait until the stager has put an earlier table into the target, then fail this copy half-way.
+            for _ in range(200):
+                if staged:
+                    break
+                time.sleep(0.05)
+            real(source, tables, dest, *args, **kwargs)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        else:
+            sources.extend(tables)
+        return real(source, tables, dest, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "copy_tables", copy)
+    target_before = setup.target_fingerprint()
+    migration_before = fingerprint(setup.migration_server, setup.migration_database)
+    with pytest.raises(MigrationError) as raised:
+        setup.site(2).run(timeout=120)
+    assert staged, "no table had been staged when the last copy failed"
+    assert (raised.value.phase, raised.value.failure_class, raised.value.reason) == ("copy", "systemic", "disk_full")
+    assert any("staging tables" in note for note in raised.value.cleanup), raised.value.cleanup
+    _assert_nothing_left(setup, target_before, migration_before)
+
+
+def test_a_stage_failing_stops_the_copy_running_beside_it(subdir, monkeypatch):
+    """The stager fails while the copier waits in a statement on the source: that statement is killed on the
+    server (it would run for minutes), the copy stops, and the stage's failure is the one reported."""
+    setup = subdir
+    real_copy, real_stage = SiteMigration._copy_to_work, SiteMigration._stage
+    seen = {"copies": 0, "slept": None}
+    sleeping = threading.Event()
+
+    def copy(self, tables, work_names, connections=(None, None)):
+        seen["copies"] += 1
+        if seen["copies"] == 2:
+            conn = self.source.db.connect(deadline=self.deadline)
+            try:
+                with conn.cursor() as cur:
+                    sleeping.set()
+                    cur.execute("SELECT /* wfu-overlap-test */ SLEEP(300)")
+                    seen["slept"] = cur.fetchone()[0]
+            except pymysql.err.MySQLError as exc:
+                seen["slept"] = exc.args[0]
+            finally:
+                conn.close()
+        return real_copy(self, tables, work_names, connections)
+
+    def stage(self, mig_conn, work_to_stage, **kwargs):
+        real_stage(self, mig_conn, work_to_stage, **kwargs)
+        sleeping.wait(30)
+        for _ in range(200):
+            if query(setup.source.server, None, "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE "
+                                                "'%%wfu-overlap-test%%' AND ID <> CONNECTION_ID()"):
+                break
+            time.sleep(0.05)
+        raise pymysql.err.OperationalError(2013, "Lost connection to server during query")
+
+    monkeypatch.setattr(SiteMigration, "_copy_to_work", copy)
+    monkeypatch.setattr(SiteMigration, "_stage", stage)
+    target_before = setup.target_fingerprint()
+    migration_before = fingerprint(setup.migration_server, setup.migration_database)
+    with pytest.raises(MigrationError) as raised:
+        setup.site(2).run(timeout=600)
+    assert (raised.value.phase, raised.value.failure_class) == ("stage", "systemic"), str(raised.value)
+    # SLEEP() returns 1 when KILL QUERY ends it (0 when it ran its full time).
+    assert seen["slept"] in (1, 1317), seen
+    assert seen["copies"] == 2, "the copier went on to the next table after the failure"
+    _assert_nothing_left(setup, target_before, migration_before)
+
+
+def test_a_replace_failing_in_the_calling_thread_stops_the_workers(subdir, monkeypatch):
+    """The second table's search-replace fails: the copier and the stager stop and everything is dropped."""
+    setup = subdir
+    real = pipeline.replace_in_tables
+    calls = []
+
+    def replace(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("injected failure in the second replace")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "replace_in_tables", replace)
+    target_before = setup.target_fingerprint()
+    migration_before = fingerprint(setup.migration_server, setup.migration_database)
+    with pytest.raises(MigrationError) as raised:
+        setup.site(2).run(timeout=120)
+    assert (raised.value.phase, raised.value.failure_class) == ("replace", "site"), str(raised.value)
+    assert len(calls) == 2
+    _assert_nothing_left(setup, target_before, migration_before)
+
+
+def test_each_table_is_counted_once_per_copy(subdir, monkeypatch):
+    """COUNT(*) runs once on the source and once on each destination the rows arrive in, never more."""
+    setup = subdir
+    counted = []
+    real = tbl.exact_row_counts
+
+    def counting(conn, database, tables):
+        counted.extend((database, table) for table in tables)
+        return real(conn, database, tables)
+
+    monkeypatch.setattr(tbl, "exact_row_counts", counting)
+    result = setup.site(2).run(timeout=120)
+    per_table = {}
+    for database, table in counted:
+        per_table[(database, table)] = per_table.get((database, table), 0) + 1
+    assert max(per_table.values()) == 1, per_table
+    # The source's tables, the work tables (by a dump into the migration DB) and the staged tables.
+    assert len(counted) <= 3 * len(result["tables"])
+    assert sorted(result["overlap"]["tables"]) == sorted(setup.source.site_tables(2))
+    assert all(set(steps) == {"copy", "replace", "stage"} for steps in result["overlap"]["tables"].values())
 
 
 def test_target_server_going_down_is_systemic_and_harmless(servers, monkeypatch):
