@@ -101,9 +101,14 @@ def backup_paths(backup_dir, backup_name, owner, attempt=1):
 
 
 def _free_slot(backup_dir, backup_name, owner):
+    """The first backup name without a dump or a manifest.  Called under the owner's server-side lock, so a
+    temporary file found there is what a killed call left: it is removed and the name used."""
     for attempt in range(1, 1000):
         dump, manifest = backup_paths(backup_dir, backup_name, owner, attempt)
-        if not any(os.path.lexists(p) for p in (dump, manifest, dump + ".new", dump + ".new.partial")):
+        if not any(os.path.lexists(p) for p in (dump, manifest)):
+            for stale in (dump + ".new", dump + ".new.partial"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(stale)
             return dump, manifest
     raise MigrationError("no free backup name for %s in %s" % (stem(owner), os.path.dirname(dump)), phase="backup",
                          reason=CONFIGURATION)
@@ -296,6 +301,14 @@ def read_backup(backup_dir, backup_name, owner, target, deadline=None):
     """
     site_id = owner if owner != "network" else None
     dump, manifest_path = backup_paths(backup_dir, backup_name, owner)
+    # The first backup with a manifest: a dump left without one (its call was killed before the manifest, so
+    # before its swap) is passed over.
+    attempt, found = 1, (dump, manifest_path)
+    while os.path.lexists(found[0]) and not os.path.lexists(found[1]) and attempt < 1000:
+        attempt += 1
+        found = backup_paths(backup_dir, backup_name, owner, attempt)
+    if os.path.lexists(found[1]):
+        dump, manifest_path = found
     what = "the backup of %s" % server_locks.owner_label(owner)
     try:
         with open(manifest_path, encoding="utf-8") as handle:

@@ -13,8 +13,8 @@ version_added: 0.1.0
 description:
   - Restores the backup that M(wfu.multisite.wfu_site_migrate) or M(wfu.multisite.wfu_network_migrate) wrote with
     O(backup_dir) and O(backup_name) before its swap - C(<backup_dir>/<backup_name>/site-<N>.sql.gz) and its
-    manifest C(site-<N>.json) (C(network.*) for the network tables). The first backup of a site under that name is
-    restored; later ones (C(site-<N>-2.*)) are kept for inspection.
+    manifest C(site-<N>.json) (C(network.*) for the network tables). The first backup of a site under that name
+    that has a manifest is restored; later ones (C(site-<N>-2.*)) are kept for inspection.
   - Before anything is changed the backup is checked - the manifest is there and is of this site, this migration,
     this target database and table prefix; the dump has the manifest's size and SHA-256, decompresses to its end
     (gzip CRC and length), holds exactly the manifest's tables and their row counts. A missing, truncated, damaged

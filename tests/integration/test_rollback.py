@@ -402,3 +402,20 @@ def test_a_failure_after_the_swap_swaps_back(migration, monkeypatch):
     assert raised.value.phase == "swap" and raised.value.cleanup == ["swapped the tables back"], str(raised.value)
     assert state(migration) == migrated
     assert tbl.target_leftovers(migration.target_tables(), "wp_") == []
+
+
+def test_what_a_killed_backup_left_is_passed_over(migration):
+    """A dump without its manifest (the call was killed before its swap) and a temporary file: the next backup
+    takes the next name, and the rollback restores that one."""
+    before = state(migration)
+    folder = migration.backup_dir / MIGRATION
+    folder.mkdir()
+    (folder / "site-2.sql.gz").write_bytes(b"half a dump")
+    (folder / "site-2-2.sql.gz.new.partial").write_bytes(b"a temporary file")
+    result = migration.site(2, options={"backup_dir": str(migration.backup_dir), "backup_name": MIGRATION}).run(
+        timeout=120)
+    assert result["backup"]["file"]["path"] == str(folder / "site-2-2.sql.gz")
+    assert sorted(os.listdir(folder)) == ["site-2-2.json", "site-2-2.sql.gz", "site-2.sql.gz"]
+    done = in_process_rollback(migration, 2).run(timeout=120)
+    assert done["backup"]["manifest"] == str(folder / "site-2-2.json")
+    assert state(migration) == before
