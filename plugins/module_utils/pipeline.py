@@ -188,9 +188,11 @@ class _TableFlow:
 
     A copier thread copies the tables from the source into the migration database, one after the other; the
     calling thread replaces each table as soon as it has arrived (while the next one is copied); a stager thread
-    puts each replaced table into the target under its staging name (while the next one is replaced).  Every
-    thread has its own connections; what is between them is a table name in a queue, so memory stays what one
-    step needs.  Each table is counted once in its copy and that verified count is handed on to the stage's
+    puts each replaced table into the target under its staging name (while the next one is replaced).  No two
+    threads share a connection at the same time: the copier reads through the call's source connection and the
+    stager writes through its target and migration DB ones (the calling thread does not use them meanwhile);
+    the copier and the search-replace have a migration DB connection each.  What passes between the threads is
+    a table name in a queue, so memory stays what one step needs.  Each table is counted once in its copy and that verified count is handed on to the stage's
     check.
 
     The first failure, in any thread, stops the others: it fires the call's deadline (``Deadline.interrupt``),
@@ -199,7 +201,7 @@ class _TableFlow:
     cleanup never races a worker that is still writing.
     """
 
-    def __init__(self, pipeline, tables, work, stage_of, replace):
+    def __init__(self, pipeline, tables, work, stage_of, replace, lent):
         self.pipeline = pipeline
         self.deadline = pipeline.deadline
         self.timer = pipeline.timer
@@ -207,6 +209,9 @@ class _TableFlow:
         self.work = work
         self.stage_of = stage_of
         self.replace = replace
+        # The calling thread's connections, which it does not use while the flow runs: the copier reads the
+        # source through its source connection, the stager writes through its target and migration DB ones.
+        self.lent = lent
         self.copied = {}
         self.expected = {}
         self.method = None
@@ -220,7 +225,7 @@ class _TableFlow:
     # -- the threads ------------------------------------------------------------------------------
     def _copier(self, worker):
         p = self.pipeline
-        src_conn = worker.connect(p.source.db)
+        src_conn = self.lent["source"]
         mig_conn = worker.connect(p.migration)
         try:
             for table in self.tables:
@@ -236,8 +241,7 @@ class _TableFlow:
 
     def _stager(self, worker):
         p = self.pipeline
-        mig_conn = worker.connect(p.migration)
-        tgt_conn = None if p.migration.same_server(p.target.db) else worker.connect(p.target.db)
+        mig_conn, tgt_conn = self.lent["migration"], self.lent["target"]
         while True:
             table = self._to_stage.get()
             if table is None:
@@ -701,11 +705,13 @@ class SiteMigration(_TablePipeline):
                     done = self._replace({table: work_table}, rules, skip_columns, conn=replace_conn)
                     replaced["tables"].update(done["tables"])
                     replaced["rows_changed"] += done["rows_changed"]
-                    self._retarget_prefixed_keys(mig_conn, {table: work_table})
+                    self._retarget_prefixed_keys(replace_conn, {table: work_table})
+                    replace_conn.commit()
 
                 # The largest first: the small ones are copied while it is replaced, and the last step is short.
                 order = sorted(tables, key=lambda t: (-sizes.get(t, {}).get("bytes", 0), t))
-                flow = _TableFlow(self, order, work, stage_of, replace)
+                flow = _TableFlow(self, order, work, stage_of, replace,
+                                  {"source": src_conn, "target": tgt_conn, "migration": mig_conn})
                 copied, expected = flow.run()
             with self.timer.phase("verify"):
                 self._verify_counts(tgt_conn, expected)

@@ -24,7 +24,7 @@ from helpers import (OUTSIDE_HOSTS, MigrationSetup, addresses, client_children, 
 
 from ansible_collections.wfu.multisite.plugins.module_utils import copy_engine, pipeline
 from ansible_collections.wfu.multisite.plugins.module_utils import tables as tbl
-from ansible_collections.wfu.multisite.plugins.module_utils.db import ConfigError
+from ansible_collections.wfu.multisite.plugins.module_utils.db import ConfigError, Database
 from ansible_collections.wfu.multisite.plugins.module_utils.errors import MigrationError
 from ansible_collections.wfu.multisite.plugins.module_utils.pipeline import PipelineTimeout, SiteMigration
 from tools.mariadb_servers import ServerSet, start_server_again, stop_server
@@ -535,6 +535,23 @@ def test_each_table_is_counted_once_per_copy(subdir, monkeypatch):
     assert len(counted) <= 3 * len(result["tables"])
     assert sorted(result["overlap"]["tables"]) == sorted(setup.source.site_tables(2))
     assert all(set(steps) == {"copy", "replace", "stage"} for steps in result["overlap"]["tables"].values())
+
+
+def test_a_site_opens_one_connection_per_database_and_thread(subdir, monkeypatch):
+    """Whatever the number of tables: the source and the target once, the migration DB for the lock holder (the
+    stager writes through it), the copier and the search-replace."""
+    setup = subdir
+    opened = []
+    real = Database.connect
+
+    def connect_counted(self, *args, **kwargs):
+        opened.append(self.role)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Database, "connect", connect_counted)
+    result = setup.site(2).run(timeout=120)
+    assert len(result["tables"]) == len(SITE_TABLES)
+    assert sorted(opened) == ["migration"] * 3 + ["source", "target"], opened
 
 
 def test_target_server_going_down_is_systemic_and_harmless(servers, monkeypatch):
