@@ -218,14 +218,8 @@ options:
             default: true
 """
 
-    ENVIRONMENTS = r"""
-options:
-  source:
-    description:
-      - "The environment the tables come from: C(wfu_environments[source_env]) combined with C({name: source_env})."
-    type: dict
-    required: true
-    suboptions: &environment
+    # The suboptions of one environment, shared by the fragments below.
+    _ENVIRONMENT = r"""
       name:
         description: The environment's name in C(wfu_environments) (dev, uat, pprd, prod, local, ...).
         type: str
@@ -313,12 +307,33 @@ options:
                 description: Verify the server's certificate.
                 type: bool
                 default: true
-  target:
+"""
+
+    ENVIRONMENTS = r"""
+options:
+  source:
+    description:
+      - "The environment the tables come from: C(wfu_environments[source_env]) combined with C({name: source_env})."
+    type: dict
+    required: true
+    suboptions:
+""" + _ENVIRONMENT + r"""  target:
     description: The environment the tables go to, in the same shape as O(source).
     type: dict
     required: true
-    suboptions: *environment
-"""
+    suboptions:
+""" + _ENVIRONMENT
+
+    TARGET_ENVIRONMENT = r"""
+options:
+  target:
+    description:
+      - "The target environment: C(wfu_environments[target_env]) combined with C({name: target_env}), as given to
+        M(wfu.multisite.wfu_site_migrate)."
+    type: dict
+    required: true
+    suboptions:
+""" + _ENVIRONMENT
 
     PIPELINE = r"""
 options:

@@ -38,7 +38,6 @@ class Option:
 
 
 class Flag(Option):
-
     def normalize(self, name, value):
         if isinstance(value, bool):
             return value
@@ -51,7 +50,6 @@ class Flag(Option):
 
 
 class Count(Option):
-
     def normalize(self, name, value):
         if isinstance(value, bool):
             raise ConfigError("%s must be a whole number, not %r" % (name, value))
@@ -69,7 +67,6 @@ class Count(Option):
 class SiteList(Option):
     """Site ids: a list, or a comma-separated string (``-e include_sites=2,5``).  Empty is an error: it would
     otherwise mean "every site" for include_sites, the opposite of what was typed."""
-
 
     def normalize(self, name, value):
         items = value.split(",") if isinstance(value, str) else value
@@ -91,7 +88,6 @@ class SiteList(Option):
 
 
 class Choice(Option):
-
     def normalize(self, name, value):
         text = str(value).strip()
         lowered = text.lower()
@@ -102,7 +98,6 @@ class Choice(Option):
 
 
 class Directory(Option):
-
     def normalize(self, name, value):
         if not isinstance(value, str) or not value.strip():
             raise ConfigError("%s must be a directory path, not %r" % (name, value))
