@@ -333,7 +333,7 @@ class _TableFlow:
         try:
             # In the main thread the deadline fires in its signal handler, which then raises our own failure.
             self.deadline.interrupt(self.failure)
-            for _ in range(100):
+            for _attempt in range(100):
                 if self.deadline.expired():
                     break
                 time.sleep(0.05)

@@ -176,7 +176,7 @@ def run_playbooks(setup, requests, timeout=240):
     done = {}
     for label, proc in started.items():
         try:
-            output, _ = proc.communicate(timeout=timeout)
+            output, _errors = proc.communicate(timeout=timeout)
         finally:
             if proc.poll() is None:
                 proc.kill()

@@ -426,7 +426,7 @@ def test_a_copy_failing_after_other_tables_were_staged_leaves_nothing_behind(sub
             staged.extend(tables)
         elif len(sources) == len(SITE_TABLES) - 1:
             # Wait until the stager has put an earlier table into the target, then fail this copy half-way.
-            for _ in range(200):
+            for _attempt in range(200):
                 if staged:
                     break
                 time.sleep(0.05)
@@ -473,7 +473,7 @@ def test_a_stage_failing_stops_the_copy_running_beside_it(subdir, monkeypatch):
     def stage(self, mig_conn, work_to_stage, **kwargs):
         real_stage(self, mig_conn, work_to_stage, **kwargs)
         sleeping.wait(30)
-        for _ in range(200):
+        for _attempt in range(200):
             if query(setup.source.server, None, "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE "
                                                 "'%%wfu-overlap-test%%' AND ID <> CONNECTION_ID()"):
                 break
