@@ -218,8 +218,118 @@ options:
             default: true
 """
 
-    # The suboptions of one environment, shared by the fragments below.
-    _ENVIRONMENT = r"""
+    ENVIRONMENTS = r"""
+options:
+  source:
+    description:
+      - "The environment the tables come from: C(wfu_environments[source_env]) combined with C({name: source_env})."
+    type: dict
+    required: true
+    suboptions: &environment
+      name:
+        description: The environment's name in C(wfu_environments) (dev, uat, pprd, prod, local, ...).
+        type: str
+        required: true
+      url:
+        description:
+          - The network's main site URL in this environment; scheme, host (with port) and base path are used.
+        type: str
+        required: true
+      table_prefix:
+        description: The environment's table prefix.
+        type: str
+        default: wp_
+      subsite_domain:
+        description:
+          - The domain under which the subdomain sites live (default the host of C(url)), for example
+            C(wfu.edu) when the main site is C(www.wfu.edu) and a subsite is C(news.wfu.edu).
+        type: str
+      site_domains:
+        description: Addresses of sites whose domain follows no pattern, keyed by blog id.
+        type: dict
+      aliases:
+        description:
+          - Named host names of this environment (CDN host, media bucket); a name present in both environments
+            makes a rule from the source's value to the target's.
+        type: dict
+      extra_replacements:
+        description: Literal pairs applied first when this environment is the source.
+        type: list
+        elements: dict
+        suboptions:
+          search:
+            description: Text to find.
+            type: str
+            required: true
+          replace:
+            description: Its replacement.
+            type: str
+            required: true
+          targets:
+            description: Apply only when migrating to these environments.
+            type: list
+            elements: str
+      db:
+        description: Connection to the environment's database.
+        type: dict
+        required: true
+        suboptions:
+          host:
+            description: Server host name or address.
+            type: str
+          port:
+            description: Server port (3306 when not given).
+            type: int
+          user:
+            description: User name.
+            type: str
+          password:
+            description: Password. Never logged, never placed on a command line.
+            type: str
+          database:
+            description: The database.
+            type: str
+          config_file:
+            description:
+              - A C([client]) option file whose values fill the keys not given here (the way to pass AWX credentials).
+            type: path
+          unix_socket:
+            description: Unix socket path, used instead of host and port.
+            type: path
+          ssl:
+            description: TLS settings.
+            type: dict
+            suboptions:
+              ca:
+                description: CA certificate file.
+                type: path
+              cert:
+                description: Client certificate file.
+                type: path
+              key:
+                description: Client key file.
+                type: path
+              verify_server_cert:
+                description: Verify the server's certificate.
+                type: bool
+                default: true
+  target:
+    description: The environment the tables go to, in the same shape as O(source).
+    type: dict
+    required: true
+    suboptions: *environment
+"""
+
+    TARGET_ENVIRONMENT = r"""
+options:
+  target:
+    description:
+      - "The target environment: C(wfu_environments[target_env]) combined with C({name: target_env}), as given to
+        M(wfu.multisite.wfu_site_migrate)."
+    type: dict
+    required: true
+    suboptions:
+
       name:
         description: The environment's name in C(wfu_environments) (dev, uat, pprd, prod, local, ...).
         type: str
@@ -308,32 +418,6 @@ options:
                 type: bool
                 default: true
 """
-
-    ENVIRONMENTS = r"""
-options:
-  source:
-    description:
-      - "The environment the tables come from: C(wfu_environments[source_env]) combined with C({name: source_env})."
-    type: dict
-    required: true
-    suboptions:
-""" + _ENVIRONMENT + r"""  target:
-    description: The environment the tables go to, in the same shape as O(source).
-    type: dict
-    required: true
-    suboptions:
-""" + _ENVIRONMENT
-
-    TARGET_ENVIRONMENT = r"""
-options:
-  target:
-    description:
-      - "The target environment: C(wfu_environments[target_env]) combined with C({name: target_env}), as given to
-        M(wfu.multisite.wfu_site_migrate)."
-    type: dict
-    required: true
-    suboptions:
-""" + _ENVIRONMENT
 
     PIPELINE = r"""
 options:
