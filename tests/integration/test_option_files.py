@@ -22,8 +22,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DEV = "https://dev.example.edu"
 UAT = "https://uat.example.edu"
 
-# The pipeline in a process of its own, as in a module; a source table is locked just before the dump starts,
-# so mariadb-dump waits, holding its option file, until the process is killed.
+# The pipeline in a process of its own, as in a module.  The source's wp_2_posts is locked just as its dump's
+# command is built (after the copy has counted its rows), so that dump waits, holding its option file, until the
+# process is killed.
 MIGRATE = """
 import sys
 sys.path[:0] = [{collections!r}, {root!r}, {here!r}]
@@ -32,16 +33,16 @@ from params import LOCK, SOURCE, TARGET, MIGRATION
 from ansible_collections.wfu.multisite.plugins.module_utils import copy_engine
 from ansible_collections.wfu.multisite.plugins.module_utils.pipeline import Endpoint, SiteMigration
 
-real_tools = copy_engine.required_client_tools
+real_command = copy_engine.dump_command
 held = []
 
-def lock_then_find_tools():
-    if not held:
+def lock_then_dump(dump_path, options, database, tables):
+    if "wp_2_posts" in tables and not held:
         held.append(pymysql.connect(**LOCK))
         held[0].cursor().execute("LOCK TABLES wp_2_posts WRITE")
-    return real_tools()
+    return real_command(dump_path, options, database, tables)
 
-copy_engine.required_client_tools = lock_then_find_tools
+copy_engine.dump_command = lock_then_dump
 SiteMigration(2, Endpoint(SOURCE), Endpoint(TARGET), MIGRATION, options={{"work_dir": {work_dir!r}}}).run(timeout=600)
 """
 
@@ -86,13 +87,19 @@ def test_a_module_killed_mid_copy_leaves_no_password_on_disk(setup, tmp_path):
     with CmdlineWatcher(server.password, interval=0.002) as watcher:
         migrating = subprocess.Popen([sys.executable, str(code / "migrate.py")], env=env)
         try:
+            # The copy dumps table by table; the dump that waits is the one for the locked table: the dump
+            # still running half a second after it was first seen (the others end at once).
             deadline = time.monotonic() + 60
-            dumps = []
+            first_seen, dumps = {}, []
             while not dumps and time.monotonic() < deadline and migrating.poll() is None:
-                dumps = [pid for pid, comm, _state in client_children(migrating.pid) if comm == "mariadb-dump"]
+                now = time.monotonic()
+                for pid, comm, state in client_children(migrating.pid):
+                    if comm == "mariadb-dump" and state != "Z":
+                        first_seen.setdefault(pid, now)
+                        if now - first_seen[pid] >= 0.5:
+                            dumps.append(pid)
                 time.sleep(0.05)
-            assert dumps, "the copy never started its dump"
-            time.sleep(0.5)
+            assert dumps, "the copy never started a dump that waits for the locked table"
             with open("/proc/%d/cmdline" % dumps[0], "rb") as handle:
                 argv = handle.read().split(b"\0")
             assert argv[1].startswith(b"--defaults-extra-file=/dev/fd/")
