@@ -269,6 +269,11 @@ options:
             description: Apply only when migrating to these environments.
             type: list
             elements: str
+      media:
+        description:
+          - The environment's media setting (C(s3) or C(path)). Not used here - M(wfu.multisite.wfu_media_sync)
+            reads it; accepted so that the whole environment can be given.
+        type: dict
       db:
         description: Connection to the environment's database.
         type: dict
@@ -373,6 +378,11 @@ options:
             description: Apply only when migrating to these environments.
             type: list
             elements: str
+      media:
+        description:
+          - The environment's media setting (C(s3) or C(path)). Not used here - M(wfu.multisite.wfu_media_sync)
+            reads it; accepted so that the whole environment can be given.
+        type: dict
       db:
         description: Connection to the environment's database.
         type: dict

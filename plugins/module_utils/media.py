@@ -287,7 +287,7 @@ class MediaSyncResult:
     check_mode: bool = False
     copied: int = 0
     copied_bytes: int = 0
-    skipped: int = 0
+    unchanged: int = 0
     deleted: int = 0
     would_copy: int = 0
     would_copy_bytes: int = 0
@@ -630,7 +630,7 @@ class _ObjectSync(_Sync):
                             self.delete_later(tgt, result)
                         continue
                     if tgt is not None and self.plainly_unchanged(src, tgt):
-                        result.skipped += 1
+                        result.unchanged += 1
                         continue
                     in_flight.add(pool.submit(self.bring, src, tgt))
                     if len(in_flight) >= window:
@@ -651,7 +651,7 @@ class _ObjectSync(_Sync):
             if copied:
                 result.count_copy(size)
             else:
-                result.skipped += 1
+                result.unchanged += 1
         return still
 
     def bring(self, src, tgt):
@@ -983,7 +983,7 @@ class _RsyncSync(_Sync):
                                     done.returncode, done.stderr.strip()[-2000:]),
                                  site_id=self.site.site_id, phase=PHASE, reason=reason)
         counts = rsync_counts(done.stdout)
-        result.skipped = counts["files"] - counts["transferred"]
+        result.unchanged = counts["files"] - counts["transferred"]
         if check_mode:
             result.would_copy, result.would_copy_bytes = counts["transferred"], counts["bytes"]
         else:

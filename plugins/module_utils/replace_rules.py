@@ -36,7 +36,9 @@ from ansible_collections.wfu.multisite.plugins.module_utils.search_replace impor
 from ansible_collections.wfu.multisite.plugins.module_utils.tables import MAIN_SITE_ID, validate_site_id
 
 # The keys an environment of wfu_environments may have; anything else is a typo worth reporting.
-ENVIRONMENT_KEYS = ("url", "db", "table_prefix", "subsite_domain", "site_domains", "aliases", "extra_replacements")
+# (media is read by the media sync, not by the replacements.)
+ENVIRONMENT_KEYS = ("url", "db", "table_prefix", "subsite_domain", "site_domains", "aliases", "extra_replacements",
+                    "media")
 EXTRA_REPLACEMENT_KEYS = ("search", "replace", "targets")
 SCHEMES = ("http", "https")
 

@@ -16,7 +16,7 @@ import re
 from ansible_collections.wfu.multisite.plugins.module_utils import run_policy
 from ansible_collections.wfu.multisite.plugins.module_utils.db import ConfigError, resolve
 from ansible_collections.wfu.multisite.plugins.module_utils.run_options import (
-    RUN_FILTERS, check_run, effective_options, normalize_options)
+    RUN_FILTERS, check_run, effective_options, media_wanted, normalize_options)
 
 # Options of wfu_migration_state that only these actions read.
 ARGUMENT_SPEC = dict(
@@ -71,6 +71,7 @@ def validate(store, params, check_mode=False):
     options = check_run(params.get("environments"), params.get("migration_db"), source_env, target_env, given)
     filters = {name: options.pop(name) for name in RUN_FILTERS if name in options} if resume else {}
     saved = migration["options"] if migration else {}
+    effective = effective_options(saved, options)
     return {
         "changed": False,
         "new": not resume,
@@ -79,7 +80,9 @@ def validate(store, params, check_mode=False):
         "target_env": target_env,
         "options": options,
         "filters": filters,
-        "effective": effective_options(saved, options),
+        "effective": effective,
+        # Whether each site's media is synced after its tables (the media option against both environments).
+        "media": media_wanted(params.get("environments"), source_env, target_env, effective.get("media", "auto")),
         "interactive": is_interactive(params.get("awx_job_id")),
         "migration_lock": migration_db_lock_name(params["migration_db"]),
     }

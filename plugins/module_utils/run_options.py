@@ -109,6 +109,21 @@ class Directory(Option):
         return path
 
 
+class TaskFile(Option):
+    """A task file the role includes (a hook): an existing, readable file, kept as an absolute path."""
+
+    def normalize(self, name, value):
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError("%s must be the path of a task file, not %r" % (name, value))
+        path = os.path.abspath(os.path.expanduser(value.strip()))
+        if not os.path.isfile(path):
+            raise ConfigError("%s %s is not a file (or does not exist); give the path of a task file the role can "
+                              "include" % (name, path))
+        if not os.access(path, os.R_OK):
+            raise ConfigError("%s %s is not readable by this user" % (name, path))
+        return path
+
+
 NETWORK_TABLES = Choice(default="true", choices={
     "true": ("yes", "on", "1"), "false": ("no", "off", "0"), "only": ()})
 
@@ -142,6 +157,11 @@ RUN_OPTIONS = {
     "keep_files": Flag(False, doc="keep the target's replaced tables (as wfu_old__*) after the new ones are verified"),
     "target_only_tables": Choice(default="keep", choices={"keep": (), "move_aside": ()},
                                  doc="what the swap does with a site's tables the source does not have"),
+    "media": Choice(default="auto", choices={"auto": (), "true": ("yes", "on", "1"), "false": ("no", "off", "0")},
+                    doc="sync each site's media after its tables (auto: when both environments define media)"),
+    "media_delete": Flag(False, doc="delete media of the target's site that the source's site lacks"),
+    "after_site_tasks": TaskFile(doc="a task file the role includes after each site, once its tables and media are in"),
+    "after_run_tasks": TaskFile(doc="a task file the role includes once at the end of a run"),
 }
 
 # Options that choose which sites a run takes.  On a new migration they decide the migration's sites; on
@@ -188,11 +208,39 @@ def check_environments(environments):
     load_environments(environments)
     for name, settings in environments.items():
         check_database(settings.get("db"), "wfu_environments.%s.db" % name)
+        if settings.get("media") is not None:
+            check_media(name, settings["media"])
         if settings.get("table_prefix") is not None:
             try:
                 validate_prefix(settings["table_prefix"])
             except ConfigError as exc:
                 raise ConfigError("wfu_environments.%s.table_prefix: %s" % (name, exc)) from None
+
+
+def check_media(env, media):
+    """An environment's ``media`` setting (s3 or path), checked as the media sync reads it."""
+    from ansible_collections.wfu.multisite.plugins.module_utils.errors import MigrationError
+    from ansible_collections.wfu.multisite.plugins.module_utils.media import media_location
+
+    try:
+        media_location(env, media)
+    except MigrationError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def media_wanted(environments, source_env, target_env, setting):
+    """Whether a run syncs media: ``setting`` is the ``media`` run option (auto, true or false).
+
+    ``true`` with an environment that has no ``media`` setting is an error naming it.
+    """
+    defined = [name for name in (source_env, target_env) if (environments.get(name) or {}).get("media") is not None]
+    if setting == "false":
+        return False
+    if setting == "true" and len(defined) < 2:
+        missing = [name for name in (source_env, target_env) if name not in defined]
+        raise ConfigError("media=true, but wfu_environments.%s has no media setting; add one (s3 or path, see "
+                          "docs/configuration.md) or run with media=false" % missing[0])
+    return len(defined) == 2
 
 
 def check_database(settings, where):
@@ -235,7 +283,10 @@ def check_run(environments, migration_db, source_env=None, target_env=None, give
             where = describe_database(environments[source_env]["db"])
             raise ConfigError("environments %s and %s use the same database (%s); a migration between them would "
                               "overwrite its own source" % (source_env, target_env, where))
-    return normalize_options(given)
+    options = normalize_options(given)
+    if source_env is not None and target_env is not None and "media" in options:
+        media_wanted(environments, source_env, target_env, options["media"])
+    return options
 
 
 def describe_database(settings):

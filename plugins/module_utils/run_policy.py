@@ -46,9 +46,11 @@ def plan_run(migration, options, run_filters=None):
     the migration's sites; on resume they narrow this run's queue (sites left out stay as they are).
     Returns a mapping: ``queue`` (site ids in order), ``large`` (the large ones among all sites),
     ``skip_large`` (pending large sites to mark skipped), ``run_network`` (bool), ``limits`` (seconds per queued
-    site) and ``left_out`` (queued sites removed by this run's filters).
+    site), ``left_out`` (queued sites removed by this run's filters) and ``phases_done`` (queued sites whose
+    tables, or tables and media, an earlier attempt finished: only the rest is done again).
     """
     by_status = migration.get("sites_by_status") or {}
+    phases_done = migration.get("phases_done") or {}
     order = [int(site_id) for site_id in migration.get("site_order") or []]
     large = set(int(site_id) for site_id in migration.get("large_sites") or [])
     large.update(options.get("large_sites") or [])
@@ -94,6 +96,9 @@ def plan_run(migration, options, run_filters=None):
         "left_out": left_out,
         "run_network": network_tables in ("true", "only") and network_status != "completed",
         "limits": {str(site_id): site_limit(site_id, large, options) for site_id in queue},
+        # Queued sites with parts already done in an earlier attempt: the role skips those parts.
+        "phases_done": {str(site_id): list(phases_done[str(site_id)]) for site_id in queue
+                        if phases_done.get(str(site_id))},
     }
 
 

@@ -23,6 +23,8 @@ def environment_option(required=True):
             replace=dict(type="str", required=True),
             targets=dict(type="list", elements="str"),
         )),
+        # Read by wfu_media_sync; accepted so that the whole environment can be given.
+        media=dict(type="dict"),
     ))
 
 

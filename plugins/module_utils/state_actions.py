@@ -17,7 +17,7 @@ from ansible_collections.wfu.multisite.plugins.module_utils import run_actions
 from ansible_collections.wfu.multisite.plugins.module_utils.atomic_files import StateError
 from ansible_collections.wfu.multisite.plugins.module_utils.db import ConfigError
 from ansible_collections.wfu.multisite.plugins.module_utils.state_records import (
-    FAILURE_CLASSES, MIGRATION_STATUSES, NETWORK_STATUSES, SITE_STATUSES)
+    FAILURE_CLASSES, MIGRATION_STATUSES, NETWORK_STATUSES, SITE_PHASES, SITE_STATUSES)
 from ansible_collections.wfu.multisite.plugins.module_utils.state_store import DEFAULT_STATE_DIR, StateStore
 
 # What a task fails with, rather than a traceback.
@@ -39,7 +39,8 @@ def _load(store, params, check_mode):
 def _site(store, params, check_mode):
     result = store.mark_site(params["migration_id"], params["site_id"], params["status"], error=params.get("error"),
                              phase=params.get("phase"), failure_class=params.get("failure_class"),
-                             details=params.get("details"), check_mode=check_mode)
+                             details=params.get("details"), phase_done=params.get("phase_done"),
+                             check_mode=check_mode)
     if params["status"] in ("failed", "timeout") and check_mode:
         result["decision"] = run_actions.CHECK_MODE_DECISION
     elif params["status"] in ("failed", "timeout"):
@@ -120,6 +121,7 @@ def argument_spec():
         status=dict(type="str", choices=sorted(set(MIGRATION_STATUSES + SITE_STATUSES + NETWORK_STATUSES) - {"running"})),
         error=dict(type="str"),
         phase=dict(type="str"),
+        phase_done=dict(type="str", choices=list(SITE_PHASES)),
         failure_class=dict(type="str", choices=list(FAILURE_CLASSES)),
         details=dict(type="dict"),
         reason=dict(type="str"),

@@ -31,6 +31,10 @@ NETWORK_STATUSES = ("pending", "in_progress", "completed", "failed", "skipped")
 FAILURE_CLASSES = ("systemic", "site")
 FAILED_STATUSES = ("failed", "timeout")
 DONE_STATUSES = ("completed", "failed", "timeout", "skipped")
+# The parts of a site that finish on their own, in order, before the site is completed: ``tables`` (the
+# pipeline: copy, replace, swap), then ``media`` (its uploads).  A site's ``phases_done`` lists those done in its
+# current attempt, so that a resume of a site that failed (or was killed) in a later part does only what is left.
+SITE_PHASES = ("tables", "media")
 # Shown instead of ``running`` when the run that holds the migration is gone (derived, never stored).
 INTERRUPTED = "interrupted"
 
@@ -183,12 +187,33 @@ def new_record(status="pending"):
             "error": None, "phase": None}
 
 
-def apply_step(record, status, now, error=None, phase=None, failure_class=None, details=None):
-    """Record one status change of a site (or of the network tables) in its record."""
+def apply_step(record, status, now, error=None, phase=None, failure_class=None, details=None, phase_done=None):
+    """Record one status change of a site (or of the network tables) in its record.
+
+    ``phase_done`` (one of ``SITE_PHASES``, with status ``in_progress`` on a site in progress) records that part
+    of the site as done, its ``details`` merged into the result, without starting a new attempt.  A new attempt
+    keeps the parts done before; completing the site forgets them (migrating it again does it all).
+    """
     was_running = record["status"] == "in_progress"
+    if phase_done is not None:
+        if status != "in_progress" or not was_running:
+            raise StateError("phase_done is recorded on a site in progress, with status in_progress; this site "
+                             "is %s" % record["status"])
+        if phase_done not in SITE_PHASES:
+            raise StateError("phase_done must be one of %s, not %r" % (", ".join(SITE_PHASES), phase_done))
+        done = [name for name in record.get("phases_done") or [] if name != phase_done] + [phase_done]
+        record["phases_done"] = [name for name in SITE_PHASES if name in done]
+        record["phase"] = phase or record.get("phase")
+        record["result"] = compact_result(dict(record.get("result") or {}, **(details or {})))
+        return
+    kept = record.get("result") if record.get("phases_done") else None
     if status == "in_progress":
+        done = list(record.get("phases_done") or [])
         record.update(status=status, attempts=record.get("attempts", 0) + 1, started=now, finished=None,
-                      duration=None, error=None, phase=phase, failure_class=None, result=None)
+                      duration=None, error=None, phase=phase, failure_class=None,
+                      result=compact_result(kept) if done else None)
+        if done or "phases_done" in record:
+            record["phases_done"] = done
         return
     if status != "skipped" and not was_running:
         # An attempt that was never announced as in_progress is still an attempt.
@@ -205,7 +230,11 @@ def apply_step(record, status, now, error=None, phase=None, failure_class=None, 
         record["error"] = shorten(redact(error)) if error else None
         record["phase"] = phase
         record["failure_class"] = None
-    record["result"] = compact_result(details)
+    # What the parts done before recorded stays, under what this step adds.
+    record["result"] = compact_result(dict(kept or {}, **(details or {}))) if kept else compact_result(details)
+    if status in ("completed", "skipped"):
+        # Only an unfinished site has parts done; a completed one migrated again starts afresh.
+        record.pop("phases_done", None)
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -278,6 +307,9 @@ def _check_record(record, statuses, site, field_prefix=""):
             raise BadField(field_prefix + key, "%r is not text" % (record[key],), site)
     if record.get("failure_class") is not None:
         _check_choice(record["failure_class"], FAILURE_CLASSES, field_prefix + "failure_class", site)
+    done = record.get("phases_done")
+    if done is not None and (not isinstance(done, list) or any(name not in SITE_PHASES for name in done)):
+        raise BadField(field_prefix + "phases_done", "%r is not a list of %s" % (done, ", ".join(SITE_PHASES)), site)
 
 
 def _check_choice(value, choices, field, site=None):

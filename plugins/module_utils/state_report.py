@@ -108,6 +108,10 @@ def summary(state, paths, state_dir, moment, holder):
         "progress": progress(state, counters, moment),
         "site_order": list(state["site_order"]),
         "sites_by_status": by_status,
+        # The parts already done of sites not completed (see state_records.SITE_PHASES): a resume does the rest.
+        "phases_done": {str(site_id): list(state["sites"][str(site_id)]["phases_done"]) for site_id in state["site_order"]
+                        if state["sites"][str(site_id)].get("phases_done")
+                        and state["sites"][str(site_id)]["status"] != "completed"},
         "large_sites": large,
         "resumable": state["status"] != "completed",
         "resume_command": RESUME_COMMAND % state["id"],
@@ -160,7 +164,23 @@ def format_table(rows):
     return ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines]
 
 
-def format_report(migration, failed_sites, durations):
+def media_totals(state):
+    """What the sites' media syncs recorded, summed (``{sites, copied, bytes, deleted}``); None when none did."""
+    totals = {"sites": 0, "copied": 0, "bytes": 0, "deleted": 0}
+    for site_id in state["site_order"]:
+        result = state["sites"][str(site_id)].get("result") or {}
+        if "media_copied" not in result:
+            continue
+        totals["sites"] += 1
+        for key, field in (("copied", "media_copied"), ("bytes", "media_bytes"), ("deleted", "media_deleted")):
+            try:
+                totals[key] += int(result.get(field) or 0)
+            except (TypeError, ValueError):
+                continue
+    return totals if totals["sites"] else None
+
+
+def format_report(migration, failed_sites, durations, media=None):
     """``status``'s report: what the migration is, how far it got, what failed, how to go on."""
     counters = migration["counters"]
     reason = " (%s)" % migration["reason"] if migration["reason"] else ""
@@ -189,6 +209,9 @@ def format_report(migration, failed_sites, durations):
         lines.append("Durations: %.1f s over %d sites, average %.1f s, longest site %d (%.1f s)"
                      % (durations["total"], durations["count"], durations["average"],
                         durations["slowest"][0]["id"], durations["slowest"][0]["duration"]))
+    if media:
+        lines.append("Media: %d objects (%d bytes) copied and %d deleted for %d sites"
+                     % (media["copied"], media["bytes"], media["deleted"], media["sites"]))
     if failed_sites:
         lines.append("Failed sites:")
         for site in failed_sites:

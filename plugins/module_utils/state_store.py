@@ -40,8 +40,8 @@ from ansible_collections.wfu.multisite.plugins.module_utils.state_records import
     apply_step, check_env_name, check_state, format_time, new_record, normalize_network_tables, short_time,
     site_id_of, site_records, utc_now, without_secrets)
 from ansible_collections.wfu.multisite.plugins.module_utils.state_report import (
-    count_sites, describe_step, duration_stats, format_report, format_table, list_row, outcome_lists, progress,
-    summary)
+    count_sites, describe_step, duration_stats, format_report, format_table, list_row, media_totals, outcome_lists,
+    progress, summary)
 
 DEFAULT_STATE_DIR = "~/.wfuwp/migrations"
 MIGRATION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
@@ -413,7 +413,7 @@ class StateStore:
                              holder=holder)
 
     def mark_site(self, migration_id, site_id, status, error=None, phase=None, failure_class=None, details=None,
-                  check_mode=False):
+                  phase_done=None, check_mode=False):
         if status not in SITE_UPDATE_STATUSES:
             raise StateError("a site's status can be set to %s, not %r" % (", ".join(SITE_UPDATE_STATUSES), status))
         state = self.load_state(migration_id)
@@ -424,7 +424,8 @@ class StateStore:
                              % (key, migration_id, len(state["sites"])))
         record = state["sites"][key]
         outcomes_changed = record["status"] in DONE_STATUSES or status in DONE_STATUSES
-        apply_step(record, status, self.now(), error=error, phase=phase, failure_class=failure_class, details=details)
+        apply_step(record, status, self.now(), error=error, phase=phase, failure_class=failure_class, details=details,
+                   phase_done=phase_done)
         if status == "completed":
             state["consecutive_failures"] = 0
         elif status in FAILED_STATUSES:
@@ -493,9 +494,11 @@ class StateStore:
         failed_sites = [dict(state["sites"][str(site_id)], id=site_id) for site_id in state["site_order"]
                         if state["sites"][str(site_id)]["status"] in FAILED_STATUSES]
         durations = duration_stats(state)
+        media = media_totals(state)
         return {"changed": False, "migration": migration, "failed_sites": failed_sites, "durations": durations,
-                "lock": self.locks.view(state["target_env"]), "resume_command": migration["resume_command"],
-                "report": format_report(migration, failed_sites, durations)}
+                "media": media, "lock": self.locks.view(state["target_env"]),
+                "resume_command": migration["resume_command"],
+                "report": format_report(migration, failed_sites, durations, media)}
 
     # site logs
 

@@ -219,7 +219,7 @@ copied_bytes:
   description: Bytes of the objects copied.
   returned: success
   type: int
-skipped:
+unchanged:
   description: Objects left alone because the target holds them unchanged.
   returned: success
   type: int

@@ -131,6 +131,15 @@ options:
   phase:
     description: The phase the site reached or failed in (for example C(copy), C(replace), C(swap), C(verify)).
     type: str
+  phase_done:
+    description:
+      - O(action=site) with O(status=in_progress) - record this part of the site in progress as done, with
+        O(details) merged into its C(result), without starting a new attempt. C(tables) is the pipeline (copy,
+        replace, swap), C(media) the site's uploads.
+      - The record lists them as C(phases_done); a later attempt of the site (a resume after a failure or a killed
+        run) keeps them, so the role does only the parts left. Migrating a completed site again starts afresh.
+    type: str
+    choices: [tables, media]
   failure_class:
     description: Whether a failure is C(systemic) (connection, authentication, disk full...) or specific to the C(site).
     type: str
@@ -386,6 +395,11 @@ migration:
     sites_by_status:
       description: Site ids per status (pending, in_progress, completed, failed, timeout, skipped), in migration order.
       type: dict
+    phases_done:
+      description:
+        - The parts already done (C(tables), C(media)) of each site that is not completed yet and has some, by site
+          id; a resume does only the rest of such a site.
+      type: dict
     large_sites:
       description: Ids of the sites recorded as large, in migration order.
       type: list
@@ -479,6 +493,12 @@ durations:
   description: C(count), C(total), C(average), C(min), C(max) seconds of the completed sites, and the five C(slowest).
   returned: status
   type: dict
+media:
+  description:
+    - What the sites' media syncs recorded, summed - C(sites), C(copied) objects, C(bytes), C(deleted) objects;
+      null when no site synced media.
+  returned: status
+  type: dict
 resume_command:
   description: The command that resumes the migration.
   returned: status
@@ -544,6 +564,12 @@ effective:
   description: The options the run runs with - defaults, then the resumed migration's, then this run's.
   returned: validate
   type: dict
+media:
+  description:
+    - Whether the run syncs each site's media after its tables - the C(media) option (C(auto) - when both
+      environments define C(media)) against the two environments' settings.
+  returned: validate
+  type: bool
 filters:
   description: The include_sites/exclude_sites of a resumed run, to hand to O(action=plan).
   returned: validate
@@ -561,6 +587,13 @@ limits:
   description: Seconds each queued site may take, keyed by site id.
   returned: plan
   type: dict
+phases_done:
+  description:
+    - The queued sites that an earlier attempt took part of the way, keyed by site id, with the parts it finished
+      (C(tables), then C(media)); the role does only what is left of them.
+  returned: plan
+  type: dict
+  sample: {"7": ["tables"]}
 check_before:
   description: The queued sites before which the periodic health check runs.
   returned: plan

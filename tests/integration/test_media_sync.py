@@ -146,7 +146,7 @@ def test_a_subsite_is_copied_and_nothing_else_is_touched(moto, s3, network_bucke
     assert (planned.would_copy, planned.would_copy_bytes, planned.would_delete) == (
         done.copied, done.copied_bytes, done.deleted)
     assert done.copied == PER_SUBSITE and done.copied_bytes == sum(len(objects[key]) for key in site3)
-    assert (done.skipped, done.deleted, done.method, done.changed) == (0, 0, "s3_copy", True)
+    assert (done.unchanged, done.deleted, done.method, done.changed) == (0, 0, "s3_copy", True)
     assert done.source == "s3://%s/%s/sites/3/" % (source_bucket, UPLOADS)
     after = listing(s3, target_bucket)
     source_listing = listing(s3, source_bucket)
@@ -159,7 +159,7 @@ def test_a_subsite_is_copied_and_nothing_else_is_touched(moto, s3, network_bucke
     assert head["Metadata"] == {media.SOURCE_ETAG_KEY: source_listing[sorted(site3)[0]][1].strip('"')}
 
     again = media.sync_site_media(source, target, 3, page_size=100)
-    assert (again.copied, again.skipped, again.deleted, again.changed) == (0, PER_SUBSITE, 0, False)
+    assert (again.copied, again.unchanged, again.deleted, again.changed) == (0, PER_SUBSITE, 0, False)
     assert listing(s3, target_bucket) == after
 
 
@@ -175,7 +175,7 @@ def test_the_main_site_is_the_root_without_sites(moto, s3, network_bucket, proxy
     main = {key for key in objects if not key.startswith(UPLOADS + "/sites/")}
     assert len(main) == len(MAIN_KEYS) == 60
     # sites.txt is the main site's in both: the source's wins; nothing under sites/ is copied.
-    assert done.copied == 60 and done.skipped == 0
+    assert done.copied == 60 and done.unchanged == 0
     after = listing(s3, target_bucket)
     assert set(after) == set(before) | main
     for key in within(before, UPLOADS + "/sites/"):
@@ -206,7 +206,7 @@ def test_a_changed_object_is_copied_again_and_only_it(moto, s3):
 
     assert (planned.would_copy, planned.would_copy_bytes) == (done.copied, done.copied_bytes) == (
         3, len(b"changed! 03") + len(b"changed and longer 07") + len(b"new"))
-    assert done.skipped == planned.skipped == 18
+    assert done.unchanged == planned.unchanged == 18
     for key in (same_size, bigger, added):
         assert body(s3, target_bucket, key) == body(s3, source_bucket, key)
     assert {key: value for key, value in listing(s3, target_bucket).items() if key in untouched} == untouched
@@ -224,7 +224,7 @@ def test_deletion_only_when_asked_and_only_in_the_site(moto, s3):
     source, target = location(source_bucket, moto.url), location(target_bucket, moto.url, env="uat")
 
     kept = media.sync_site_media(source, target, 6)
-    assert (kept.copied, kept.skipped, kept.deleted) == (0, 5, 0)
+    assert (kept.copied, kept.unchanged, kept.deleted) == (0, 5, 0)
     assert len(listing(s3, target_bucket)) == 5 + 1005 + 3
 
     planned = media.sync_site_media(source, target, 6, delete=True, check_mode=True)
@@ -285,7 +285,7 @@ def test_a_large_object_is_copied_in_parts(moto, s3):
     assert not s3.list_multipart_uploads(Bucket=target_bucket).get("Uploads")
 
     again = media.sync_site_media(source, target, 8, **tuning)
-    assert (again.copied, again.skipped) == (0, 2)
+    assert (again.copied, again.unchanged) == (0, 2)
 
 
 def test_a_network_failure_in_the_middle_then_the_rerun_completes(moto, s3, network_bucket, proxy):
@@ -312,7 +312,7 @@ def test_a_network_failure_in_the_middle_then_the_rerun_completes(moto, s3, netw
 
     proxy.heal()
     done = media.sync_site_media(source, target, 4, workers=4)
-    assert done.skipped == len(present) and done.copied == len(site4) - len(present)
+    assert done.unchanged == len(present) and done.copied == len(site4) - len(present)
     assert set(listing(s3, target_bucket)) == site4
 
 
@@ -335,7 +335,7 @@ def test_the_time_limit_stops_between_objects_and_the_rerun_goes_on(moto, s3, ne
     assert 0 < copied < PER_SUBSITE and len(listing(s3, target_bucket)) >= copied
     source, target = location(source_bucket, moto.url), location(target_bucket, moto.url, env="uat")
     done = media.sync_site_media(source, target, 9)
-    assert done.copied + done.skipped == PER_SUBSITE and done.skipped >= copied
+    assert done.copied + done.unchanged == PER_SUBSITE and done.unchanged >= copied
 
 
 def test_an_unreachable_service_and_a_missing_bucket_are_systemic(moto, s3):
@@ -399,7 +399,7 @@ def test_3000_objects_are_copied_listing_pages_of_the_given_size(moto, s3, flat_
     assert _list_requests(proxy, many) == ["max-keys=100"] * 30
     proxy.clear()
     again = media.sync_site_media(source, target, 7, page_size=100)
-    assert (again.copied, again.skipped) == (0, 3000)
+    assert (again.copied, again.unchanged) == (0, 3000)
     assert _list_requests(proxy, many) == _list_requests(proxy, target_bucket) == ["max-keys=100"] * 30
 
 
@@ -494,7 +494,7 @@ def test_a_download_cut_in_the_middle_leaves_only_whole_files(moto, s3, network_
 
     proxy.heal()
     done = media.sync_site_media(source, target, 6, workers=4)
-    assert (done.copied, done.skipped) == (len(site6) - len(present), len(present))
+    assert (done.copied, done.unchanged) == (len(site6) - len(present), len(present))
     assert _files(str(root)) == site6
 
 
@@ -568,7 +568,7 @@ def test_a_directory_to_s3(moto, s3, tmp_path):
     assert keys[UPLOADS + "/sites/4/big.bin"][1].strip('"').endswith("-2")
 
     again = media.sync_site_media(source, target, 4, **tuning)
-    assert (again.copied, again.skipped) == (0, 42)
+    assert (again.copied, again.unchanged) == (0, 42)
 
     changed = root / "sites/4/docs/report.pdf"
     changed.write_bytes(b"%PDF-1.5 " * 50)
@@ -603,7 +603,7 @@ def test_directories_with_rsync(tmp_path):
     assert _files(str(target_root)) == dict(target_files, **{"sites/3/2024/b.jpg": b"three b",
                                                              "sites/3/2024/c.jpg": b"three c"})
     again = media.sync_site_media(source, target, 3)
-    assert (again.copied, again.skipped, again.changed) == (0, 2, False)
+    assert (again.copied, again.unchanged, again.changed) == (0, 2, False)
 
     planned = media.sync_site_media(source, target, 3, delete=True, check_mode=True)
     done = media.sync_site_media(source, target, 3, delete=True)
@@ -699,7 +699,7 @@ def test_the_module_in_a_playbook(moto, s3, network_bucket, tmp_path):
     assert set(listing(s3, target_bucket)) == site5 | {UPLOADS + "/sites/2/x.jpg"}
 
     again = run()
-    assert not again["changed"] and (again["copied"], again["skipped"]) == (0, PER_SUBSITE)
+    assert not again["changed"] and (again["copied"], again["unchanged"]) == (0, PER_SUBSITE)
 
     failed = run(media_target={"name": "uat", "s3": {"bucket": "wfu-no-such-bucket", "endpoint_url": moto.url}})
     assert failed["failed"] and (failed["failure_class"], failed["reason"], failed["phase"], failed["site_id"]) == (

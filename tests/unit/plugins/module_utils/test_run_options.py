@@ -111,3 +111,39 @@ def test_every_run_option_is_in_the_docs_with_its_default():
         assert name in rows, "docs/running.md lacks the run option %s" % name
         if isinstance(option.default, (bool, int)) or option.default in ("keep", "true"):
             assert rows[name] == str(option.default).lower(), (name, rows[name], option.default)
+
+
+def test_media_follows_the_environments_unless_the_run_says_otherwise(tmp_path):
+    from ansible_collections.wfu.multisite.plugins.module_utils.run_options import media_wanted
+
+    both = environments(dev=dict(environments()["dev"], media={"path": str(tmp_path / "dev")}),
+                        uat=dict(environments()["uat"], media={"s3": {"bucket": "wfu-uat"}}))
+    one = environments(dev=dict(environments()["dev"], media={"path": str(tmp_path / "dev")}))
+    assert media_wanted(both, "dev", "uat", "auto") is True
+    assert media_wanted(one, "dev", "uat", "auto") is False
+    assert media_wanted(both, "dev", "uat", "false") is False
+    with pytest.raises(ConfigError, match="media=true, but wfu_environments.uat has no media setting"):
+        check_run(one, MIGRATION_DB, "dev", "uat", {"media": "yes"})
+    assert check_run(both, MIGRATION_DB, "dev", "uat", {"media": "on"}) == {"media": "true"}
+
+
+@pytest.mark.parametrize("media, words", [
+    ({"s3": {"bucket": "b"}, "path": "/srv/uploads"}, "exactly one of s3"),
+    ({"path": "uploads"}, "must be an absolute path"),
+    ({"s3": {"bucket": "b", "secret_key": "x"}}, "is not accepted: S3 credentials"),
+    ({"folder": "/srv"}, "wfu_environments.uat.media.folder"),
+])
+def test_a_bad_media_setting_is_refused_before_the_run(media, words):
+    envs = environments(uat=dict(environments()["uat"], media=media))
+    with pytest.raises(ConfigError, match=words):
+        check_run(envs, MIGRATION_DB, "dev", "uat", {})
+
+
+def test_hooks_are_task_files_that_exist(tmp_path):
+    hook = tmp_path / "after_site.yml"
+    hook.write_text("- ansible.builtin.debug: {msg: hi}\n")
+    assert normalize_options({"after_site_tasks": str(hook)}) == {"after_site_tasks": str(hook)}
+    with pytest.raises(ConfigError, match="after_run_tasks .*missing.yml is not a file"):
+        normalize_options({"after_run_tasks": str(tmp_path / "missing.yml")})
+    with pytest.raises(ConfigError, match="after_site_tasks .* is not a file"):
+        normalize_options({"after_site_tasks": str(tmp_path)})

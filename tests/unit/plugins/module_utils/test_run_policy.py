@@ -159,3 +159,12 @@ def test_healthy_after_consecutive_failures_aborts_pauses_or_asks():
 ])
 def test_final_status(state, stop, expected):
     assert run_policy.final_status(state, stop) == expected
+
+
+def test_the_plan_says_which_parts_of_a_queued_site_are_done():
+    state = dict(migration(pending=[2], failed=[3], completed=[4]), phases_done={"3": ["tables"], "5": ["tables"]})
+    plan = run_policy.plan_run(state, effective_options())
+    assert plan["queue"] == [2, 3]
+    # Only queued sites: site 5 is not in this run.
+    assert plan["phases_done"] == {"3": ["tables"]}
+    assert run_policy.plan_run(migration(pending=[2]), effective_options())["phases_done"] == {}

@@ -158,3 +158,36 @@ def test_apply_step_and_compact_result():
     assert "hunter2" not in record["error"]
     assert record["result"] == {"rows": 3, "note": "password=********"}
     assert compact_result(None) is None
+
+
+def test_a_site_done_in_parts_keeps_them_across_attempts_until_it_completes(store):
+    migration_id = new_migration(store, sites=(2, 3))
+    store.mark_site(migration_id, 2, "in_progress", phase="start")
+    store.mark_site(migration_id, 2, "in_progress", phase_done="tables", phase="media",
+                    details={"rows": 40, "url": "https://uat.example.edu/two"})
+    failed = store.mark_site(migration_id, 2, "failed", phase="media", error="rsync: mkdir failed",
+                             details={"reason": "site_data"})["site"]
+    assert (failed["attempts"], failed["phases_done"]) == (1, ["tables"])
+    assert failed["result"] == {"rows": 40, "url": "https://uat.example.edu/two", "reason": "site_data"}
+    # The plan of the resume (and the summary) tell which parts are done.
+    assert store.status(migration_id)["migration"]["phases_done"] == {"2": ["tables"]}
+    again = store.mark_site(migration_id, 2, "in_progress", phase="media")["site"]
+    assert (again["attempts"], again["phases_done"], again["result"]["url"]) == (2, ["tables"],
+                                                                                "https://uat.example.edu/two")
+    store.mark_site(migration_id, 2, "in_progress", phase_done="media", phase="hook", details={"media_copied": 3})
+    assert read(store.paths(migration_id)["state"])["sites"]["2"]["phases_done"] == ["tables", "media"]
+    done = store.mark_site(migration_id, 2, "completed", phase="done", details={"media_copied": 3})["site"]
+    assert "phases_done" not in done and done["result"]["rows"] == 40 and done["result"]["media_copied"] == 3
+    assert store.status(migration_id)["migration"]["phases_done"] == {}
+    check_state(read(store.paths(migration_id)["state"]))
+
+
+def test_a_part_is_recorded_done_only_on_a_site_in_progress(store):
+    migration_id = new_migration(store, sites=(2,))
+    with pytest.raises(StateError, match="in progress"):
+        store.mark_site(migration_id, 2, "in_progress", phase_done="tables")
+    store.mark_site(migration_id, 2, "in_progress")
+    with pytest.raises(StateError, match="in_progress"):
+        store.mark_site(migration_id, 2, "completed", phase_done="tables")
+    with pytest.raises(StateError, match="phase_done must be one of tables, media"):
+        store.mark_site(migration_id, 2, "in_progress", phase_done="hook")
