@@ -585,3 +585,78 @@ class Rollback:
         except Exception as exc:  # pylint: disable=broad-except
             notes.append("could not clean up %s: %s" % (self.target.db, MigrationError.wrap(exc).message))
         return notes
+
+
+# -- retention ----------------------------------------------------------------------------------------------------
+
+# The files a backup set holds: dumps and manifests, and the temporary names a killed writer can leave.
+_SET_FILE = re.compile(r"^(?:(?:site-[1-9][0-9]*|network)(?:-[0-9]+)?(?:\.sql\.gz|\.json|\.sql\.gz\.new(?:\.partial)?)"
+                       r"|\.wfu-.*\.tmp)$")
+
+
+def backup_sets(backup_dir):
+    """The backup sets below ``backup_dir``: one per migration, a directory holding at least one manifest.
+
+    Returns ``[{name, target_env, created, files, bytes, others}]``, newest first (by the earliest manifest's
+    ``created``, the time the migration first replaced something); ``others`` are files that are not part of a
+    backup set (a set holding any is never removed).
+    """
+    root = os.path.expanduser(backup_dir)
+    sets = []
+    for name in sorted(os.listdir(root)):
+        directory = os.path.join(root, name)
+        if not BACKUP_NAME_RE.match(name) or not os.path.isdir(directory) or os.path.islink(directory):
+            continue
+        envs, created, files, others, size = set(), [], [], [], 0
+        for entry in sorted(os.listdir(directory)):
+            path = os.path.join(directory, entry)
+            if not _SET_FILE.match(entry) or not os.path.isfile(path) or os.path.islink(path):
+                others.append(entry)
+                continue
+            files.append(entry)
+            size += os.path.getsize(path)
+            if entry.endswith(".json"):
+                try:
+                    with open(path, encoding="utf-8") as handle:
+                        manifest = json.load(handle)
+                except (OSError, ValueError):
+                    continue
+                if isinstance(manifest, dict) and manifest.get("kind") == MANIFEST_KIND:
+                    envs.add(str(manifest.get("target_env")))
+                    created.append(str(manifest.get("created") or ""))
+        if created:
+            sets.append({"name": name, "target_env": sorted(envs)[0] if len(envs) == 1 else sorted(envs),
+                         "created": min(created), "files": files, "bytes": size, "others": others})
+    sets.sort(key=lambda item: (item["created"], item["name"]), reverse=True)
+    return sets
+
+
+def prune_backups(backup_dir, target_env, keep, check_mode=False):
+    """Keep the newest ``keep`` backup sets of ``target_env`` in ``backup_dir``; remove the older ones.
+
+    Only the files of a set are removed (dumps, manifests, a killed writer's temporary files), then its directory;
+    a set that holds anything else is left whole and reported.  Returns ``{kept, removed, left, bytes_removed}``
+    (set names; ``left`` are the old sets that hold other files).
+    """
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ConfigError("keep_backups must be a whole number of migrations, at least 1, not %r" % (keep,))
+    root = os.path.expanduser(backup_dir)
+    if not os.path.isdir(root):
+        raise ConfigError("backup_dir %s is not a directory" % root)
+    mine = [item for item in backup_sets(root) if item["target_env"] == target_env]
+    kept, removed, left, freed = [], [], [], 0
+    for index, item in enumerate(mine):
+        if index < keep:
+            kept.append(item["name"])
+        elif item["others"]:
+            left.append(item["name"])
+        else:
+            removed.append(item["name"])
+            freed += item["bytes"]
+            if not check_mode:
+                directory = os.path.join(root, item["name"])
+                for entry in item["files"]:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(directory, entry))
+                os.rmdir(directory)
+    return {"kept": kept, "removed": removed, "left": left, "bytes_removed": freed}

@@ -56,6 +56,13 @@ def _network(store, params, check_mode):
                               details=params.get("details"), check_mode=check_mode)
 
 
+def _rollback(store, params, check_mode):
+    return store.record_rollback(params["migration_id"], sites=params.get("sites") or [],
+                                 network_tables=str(params.get("network_tables")).lower() in ("true", "yes", "1"),
+                                 failed_sites=params.get("failed_sites") or [], error=params.get("error"),
+                                 check_mode=check_mode)
+
+
 def _finish(store, params, check_mode):
     return store.finish(params["migration_id"], params["status"], reason=params.get("reason"), check_mode=check_mode)
 
@@ -91,6 +98,7 @@ ACTIONS = {
     "status": _status,
     "lock": _lock,
     "unlock": _unlock,
+    "rollback": _rollback,
 }
 ACTIONS.update(run_actions.ACTIONS)
 
@@ -102,6 +110,7 @@ REQUIRED_IF = [
     ("action", "finish", ("migration_id", "status")),
     ("action", "lock", ("target_env",)),
     ("action", "unlock", ("target_env",)),
+    ("action", "rollback", ("migration_id",)),
 ] + run_actions.REQUIRED_IF
 
 
@@ -115,6 +124,7 @@ def argument_spec():
         target_env=dict(type="str"),
         options=dict(type="dict"),
         sites=dict(type="list", elements="int"),
+        failed_sites=dict(type="list", elements="int"),
         site_info=dict(type="raw"),
         network_tables=dict(type="raw"),
         site_id=dict(type="int"),

@@ -108,6 +108,7 @@ def summary(state, paths, state_dir, moment, holder):
         "progress": progress(state, counters, moment),
         "site_order": list(state["site_order"]),
         "sites_by_status": by_status,
+        "rollbacks": list(state.get("rollbacks") or []),
         # The parts already done of sites not completed (see state_records.SITE_PHASES): a resume does the rest.
         "phases_done": {str(site_id): list(state["sites"][str(site_id)]["phases_done"]) for site_id in state["site_order"]
                         if state["sites"][str(site_id)].get("phases_done")
@@ -212,6 +213,13 @@ def format_report(migration, failed_sites, durations, media=None):
     if media:
         lines.append("Media: %d objects (%d bytes) copied and %d deleted for %d sites"
                      % (media["copied"], media["bytes"], media["deleted"], media["sites"]))
+    for rollback in migration.get("rollbacks") or []:
+        put_back = ", ".join(str(site_id) for site_id in rollback.get("sites") or [])
+        lines.append("Rolled back %s UTC: %s%s%s" % (
+            short_time(rollback.get("at")), ("sites " + put_back) if put_back else "no site",
+            " and the network tables" if rollback.get("network_tables") else "",
+            "; not rolled back: sites %s" % ", ".join(str(site_id) for site_id in rollback["failed_sites"])
+            if rollback.get("failed_sites") else ""))
     if failed_sites:
         lines.append("Failed sites:")
         for site in failed_sites:

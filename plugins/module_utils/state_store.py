@@ -38,7 +38,7 @@ from ansible_collections.wfu.multisite.plugins.module_utils.run_lock import (
 from ansible_collections.wfu.multisite.plugins.module_utils.state_records import (
     DONE_STATUSES, FAILED_STATUSES, FINISH_STATUSES, NETWORK_STATUSES, SCHEMA_VERSION, SITE_UPDATE_STATUSES, BadField,
     apply_step, check_env_name, check_state, format_time, new_record, normalize_network_tables, short_time,
-    site_id_of, site_records, utc_now, without_secrets)
+    shorten, site_id_of, site_records, utc_now, without_secrets)
 from ansible_collections.wfu.multisite.plugins.module_utils.state_report import (
     count_sites, describe_step, duration_stats, format_report, format_table, list_row, media_totals, outcome_lists,
     progress, summary)
@@ -457,6 +457,40 @@ class StateStore:
             append_line(os.path.join(self.paths(migration_id)["logs"], "network.log"),
                         "%s network tables %s\n" % (self.now(), describe_step(record)))
         return {"changed": changed, "migration_id": migration_id, "network_tables": record}
+
+    def record_rollback(self, migration_id, sites=(), network_tables=False, failed_sites=(), error=None,
+                        check_mode=False):
+        """Record a rollback of ``migration_id`` (``wfu.multisite.migration_rollback``) in its state.
+
+        ``sites`` were put back (and ``network_tables`` when true), ``failed_sites`` were not (``error`` says why).
+        The sites' records keep their status; each one put back gets ``rolled_back`` (the time).  Appended to
+        ``rollbacks`` and to ``logs/rollback.log``.
+        """
+        state = self.load_state(migration_id)
+        unknown = sorted(set(int(site_id) for site_id in list(sites) + list(failed_sites))
+                         - set(state["site_order"]))
+        if unknown:
+            raise StateError("site(s) %s are not part of migration %s" % (", ".join(map(str, unknown)), migration_id))
+        now = self.now()
+        entry = {"at": now, "holder": self.me(), "sites": [int(site_id) for site_id in sites],
+                 "network_tables": bool(network_tables), "failed_sites": [int(site_id) for site_id in failed_sites],
+                 "error": shorten(redact(error)) if error else None}
+        state.setdefault("rollbacks", []).append(entry)
+        for site_id in entry["sites"]:
+            state["sites"][str(site_id)]["rolled_back"] = now
+        if network_tables:
+            state["network_tables"]["rolled_back"] = now
+        if not check_mode:
+            self.save_state(state)
+            append_line(os.path.join(self.paths(migration_id)["logs"], "rollback.log"),
+                        "%s rolled back: sites %s%s%s\n" % (
+                            now, ", ".join(map(str, entry["sites"])) or "none",
+                            " and the network tables" if network_tables else "",
+                            "; not rolled back: sites %s (%s)" % (", ".join(map(str, entry["failed_sites"])),
+                                                                  entry["error"] or "failed")
+                            if entry["failed_sites"] else ""))
+        return {"changed": True, "migration_id": migration_id, "rollback": entry,
+                "rollbacks": len(state["rollbacks"])}
 
     def finish(self, migration_id, status, reason=None, check_mode=False):
         if status not in FINISH_STATUSES:

@@ -44,8 +44,20 @@ options:
     type: bool
     default: false
   target_env:
-    description: The name of the target's environment, for messages.
+    description:
+      - The name of the target's environment, for messages, and the environment whose backups O(keep_backups) prunes.
     type: str
+  backup_dir:
+    description: The directory of the migrations' backups (the run option C(backup_dir)), for O(keep_backups).
+    type: path
+  keep_backups:
+    description:
+      - Keep the backups of the newest this many migrations into O(target_env) in O(backup_dir) and remove the older
+        ones (C(<backup_dir>/<migration id>/) with its dumps and manifests). A migration counts from when it first
+        replaced something (its earliest manifest). A directory that holds anything but backup files is left whole.
+      - Omit it to remove no backup. Needs O(backup_dir) and O(target_env). In check mode nothing is removed and
+        RV(backups) says what would be.
+    type: int
   timeout:
     description:
       - Seconds the whole cleanup may take; every connection and statement is bounded by it, so a server that does
@@ -125,6 +137,26 @@ in_use:
     holder:
       description: The connection that holds the lock (id, user, host).
       type: str
+backups:
+  description: With O(keep_backups), the backup sets of O(target_env) by name.
+  returned: when keep_backups is given
+  type: dict
+  contains:
+    kept:
+      description: The newest O(keep_backups) sets, kept.
+      type: list
+      elements: str
+    removed:
+      description: The older sets, removed (in check mode, the ones that would be).
+      type: list
+      elements: str
+    left:
+      description: Older sets left whole because their directory holds files that are not backups.
+      type: list
+      elements: str
+    bytes_removed:
+      description: The bytes of the removed sets.
+      type: int
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -133,6 +165,7 @@ from ansible_collections.wfu.multisite.plugins.module_utils.cleanup import sweep
 from ansible_collections.wfu.multisite.plugins.module_utils.db import (
     HAS_PYMYSQL, PYMYSQL_IMPORT_ERROR, ConfigError, Database, db_option)
 from ansible_collections.wfu.multisite.plugins.module_utils.errors import failure_result
+from ansible_collections.wfu.multisite.plugins.module_utils.rollback import prune_backups
 from ansible_collections.wfu.multisite.plugins.module_utils.spec import protected_databases_option
 
 
@@ -147,6 +180,8 @@ def main():
             protected_databases=protected_databases_option(),
             protected_names=dict(type="list", elements="str", default=[]),
             keep_backup_tables=dict(type="bool", default=False),
+            backup_dir=dict(type="path"),
+            keep_backups=dict(type="int"),
             timeout=dict(type="int", default=60),
         ),
         supports_check_mode=True,
@@ -165,6 +200,13 @@ def main():
                               protected=protected, site_id=None if site_id in (None, "", "all") else site_id,
                               target=target or None, target_prefix=params["target_prefix"],
                               keep_backup_tables=params["keep_backup_tables"], check_mode=module.check_mode)
+        if params["keep_backups"] is not None:
+            if not (params["backup_dir"] and params["target_env"]):
+                raise ConfigError("keep_backups needs backup_dir and target_env: the retention keeps the newest "
+                                  "backups of one target environment")
+            result["backups"] = prune_backups(params["backup_dir"], params["target_env"], params["keep_backups"],
+                                              check_mode=module.check_mode)
+            result["changed"] = bool(result.get("changed")) or bool(result["backups"]["removed"])
     except ConfigError as exc:
         module.fail_json(msg=str(exc), failure_class="config", **nothing)
     except Exception as exc:  # pylint: disable=broad-except

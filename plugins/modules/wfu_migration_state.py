@@ -66,9 +66,14 @@ options:
       - V(conclude) finishes the migration with the status the run policy gives - O(stop_status) when the run was
         stopped, else failed, paused or completed from the counters - and O(reason).
       - With O(status=failed) or O(status=timeout), V(site) also returns the run policy's RV(decision).
+      - V(rollback) records a rollback of O(migration_id) (by C(wfu.multisite.migration_rollback)) - the O(sites)
+        put back, O(network_tables) when the network tables were, the O(failed_sites) and the O(error) - in the
+        state's C(rollbacks) and in C(logs/rollback.log); each site put back gets C(rolled_back) (the time) in its
+        record, whose status stays.
     type: str
     required: true
-    choices: [create, load, site, network, finish, list, status, lock, unlock, validate, plan, decide, conclude]
+    choices: [create, load, site, network, finish, list, status, lock, unlock, validate, plan, decide, conclude,
+              rollback]
   state_dir:
     description: Directory of the migration states (C(wfu_state_dir)).
     type: path
@@ -98,7 +103,13 @@ options:
       - Keys that name a password or secret are left out at any depth.
     type: dict
   sites:
-    description: Site ids in migration order (O(action=create)).
+    description:
+      - Site ids in migration order (O(action=create)).
+      - The sites put back (O(action=rollback)).
+    type: list
+    elements: int
+  failed_sites:
+    description: The sites a rollback did not put back (O(action=rollback)).
     type: list
     elements: int
   site_info:
@@ -112,6 +123,7 @@ options:
     description:
       - Whether the network tables are migrated - V(true), V(false) or V(only) (O(action=create)). When not given,
         C(options.network_tables) decides, else V(true). V(false) marks them C(skipped).
+      - Whether a rollback put the network tables back (O(action=rollback)).
     type: raw
   site_id:
     description: The site whose status changes (O(action=site)).
@@ -400,6 +412,10 @@ migration:
         - The parts already done (C(tables), C(media)) of each site that is not completed yet and has some, by site
           id; a resume does only the rest of such a site.
       type: dict
+    rollbacks:
+      description: The rollbacks recorded by O(action=rollback), oldest first.
+      type: list
+      elements: dict
     large_sites:
       description: Ids of the sites recorded as large, in migration order.
       type: list
@@ -492,6 +508,10 @@ failed_sites:
 durations:
   description: C(count), C(total), C(average), C(min), C(max) seconds of the completed sites, and the five C(slowest).
   returned: status
+  type: dict
+rollback:
+  description: The rollback recorded - C(at), C(holder), C(sites), C(network_tables), C(failed_sites), C(error).
+  returned: rollback
   type: dict
 media:
   description:

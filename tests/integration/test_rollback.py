@@ -342,6 +342,14 @@ def test_the_playbook_rolls_back_a_whole_migration(migration):
     assert state(migration) == before
     assert table_names(migration.migration_server, migration.migration_database) == []
     assert not os.path.exists(os.path.join(state_dir, "locks", "uat.lock"))
+    # The rollback is in the migration's state, and the check mode run left none there.
+    with open(os.path.join(state_dir, migration_id, "state.json"), encoding="utf-8") as handle:
+        recorded = json.load(handle)
+    [entry] = recorded["rollbacks"]
+    assert (entry["sites"], entry["network_tables"], entry["failed_sites"]) == ([20, 2], True, [])
+    assert recorded["sites"]["2"]["rolled_back"] == entry["at"] and recorded["sites"]["2"]["status"] == "completed"
+    shown = run_playbook("wfu.multisite.migration_status", migration.inventory, extra_vars={"migration_id": migration_id})
+    assert "Rolled back" in shown.stdout and "sites 20, 2 and the network tables" in shown.stdout
 
     # One site asked by id, when its backup is gone: refused, the lock released.
     os.unlink(migration.backup_dir / migration_id / "site-2.json")
@@ -349,6 +357,10 @@ def test_the_playbook_rolls_back_a_whole_migration(migration):
                            extra_vars={"migration_id": migration_id, "site_id": "2"})
     assert refused.returncode != 0 and "site-2.json" in refused.stdout
     assert not os.path.exists(os.path.join(state_dir, "locks", "uat.lock"))
+    with open(os.path.join(state_dir, migration_id, "state.json"), encoding="utf-8") as handle:
+        entry = json.load(handle)["rollbacks"][-1]
+    assert (entry["sites"], entry["failed_sites"], entry["network_tables"]) == ([], [2], False)
+    assert "site-2.json" in entry["error"]
 
 
 # -- the undo of a rollback that fails (in-process, with a fault injected) ------------------------------------------
@@ -419,3 +431,37 @@ def test_what_a_killed_backup_left_is_passed_over(migration):
     done = in_process_rollback(migration, 2).run(timeout=120)
     assert done["backup"]["manifest"] == str(folder / "site-2-2.json")
     assert state(migration) == before
+
+
+# -- retention ------------------------------------------------------------------------------------------------------
+
+def test_keep_backups_keeps_the_newest_migrations_of_the_target(migration):
+    names = ["dev-to-uat-2026-12-0%dT07-00-00" % day for day in (1, 2, 3)]
+    tasks = "".join(migrate_task(2, backup_name=name, register="m%d" % index) for index, name in enumerate(names))
+    run_tasks(migration, tasks, "three", args=with_backup_dir(migration))
+    # Another environment's set, and an old set that holds a file of someone else's: neither is removed.
+    other = migration.backup_dir / "dev-to-prod-2026-11-01T07-00-00"
+    other.mkdir()
+    shutil.copy(migration.backup_dir / names[0] / "site-2.json", other / "site-2.json")
+    manifest = json.loads((other / "site-2.json").read_text())
+    (other / "site-2.json").write_text(json.dumps(dict(manifest, target_env="prod", created="2026-11-01T07:00:00Z")))
+    foreign = migration.backup_dir / "dev-to-uat-2026-11-20T07-00-00"
+    foreign.mkdir()
+    (foreign / "site-2.json").write_text(json.dumps(dict(manifest, created="2026-11-20T00:00:00Z")))
+    (foreign / "notes.txt").write_text("mine")
+    before = sorted(os.listdir(migration.backup_dir))
+    args = {"target_env": "uat", "backup_dir": str(migration.backup_dir), "keep_backups": "2"}
+
+    planned = run_playbook("wfu.multisite.migration_cleanup", migration.inventory, "--check", extra_vars=args)
+    assert "Backups of uat: kept 2, would remove 1 (%s)" % names[0] in " ".join(planned.stdout.split())
+    assert sorted(os.listdir(migration.backup_dir)) == before
+
+    done = run_playbook("wfu.multisite.migration_cleanup", migration.inventory, extra_vars=args)
+    text = " ".join(done.stdout.split())
+    assert "kept 2, removed 1 (%s), left dev-to-uat-2026-11-20T07-00-00: they hold other files" % names[0] in text
+    assert sorted(os.listdir(migration.backup_dir)) == sorted(set(before) - {names[0]})
+    assert sorted(os.listdir(migration.backup_dir / names[2])) == ["site-2.json", "site-2.sql.gz"]
+
+    refused = run_playbook("wfu.multisite.migration_cleanup", migration.inventory, check=False,
+                           extra_vars={"target_env": "uat", "keep_backups": "0", "backup_dir": str(migration.backup_dir)})
+    assert refused.returncode != 0 and "keep_backups needs a number of migrations" in refused.stdout

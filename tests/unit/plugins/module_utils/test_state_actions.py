@@ -6,6 +6,7 @@ import os
 import pytest
 from state_helpers import snapshot
 
+from ansible_collections.wfu.multisite.plugins.module_utils.atomic_files import StateError
 from ansible_collections.wfu.multisite.plugins.module_utils import state_actions
 from ansible_collections.wfu.multisite.plugins.module_utils.state_actions import (
     ACTIONS, USER_ERRORS, argument_spec, run_action, task_failure)
@@ -86,6 +87,7 @@ CHECK_CASES = {
     "plan": {},
     "decide": {"health": {"the target database of uat (x)": {"ok": False, "msg": "gone"}}, "trigger": "systemic"},
     "conclude": {"stop_status": "aborted", "reason": "check"},
+    "rollback": {"sites": [2], "network_tables": True},
 }
 
 DEV_DB = {"host": "127.0.0.1", "port": 3401, "user": "u", "password": "pw-dev", "database": "wp_dev"}
@@ -105,7 +107,7 @@ def test_every_action_in_check_mode_writes_nothing(params):
     before = snapshot(params["state_dir"])
     for action, given in CHECK_CASES.items():
         given = dict(given, action=action)
-        if action in ("site", "network", "finish", "plan", "decide", "conclude"):
+        if action in ("site", "network", "finish", "plan", "decide", "conclude", "rollback"):
             given["migration_id"] = migration_id
         if action == "validate":
             given.update(environments=ENVIRONMENTS, migration_db=MIGRATION_DB)
@@ -150,3 +152,18 @@ def test_validate_refuses_bad_settings_before_anything_exists(params):
     assert valid["options"] == {"include_sites": [2, 3], "site_timeout": 90}
     assert valid["effective"]["site_timeout"] == 90 and valid["new"] is True
     assert "pw-" not in json.dumps(valid)
+
+
+def test_a_rollback_is_recorded_with_the_sites_it_put_back(params):
+    migration_id = act(params, action="create", source_env="dev", target_env="uat", sites=[1, 2, 3])["migration_id"]
+    for site_id in (1, 2, 3):
+        act(params, action="site", migration_id=migration_id, site_id=site_id, status="completed")
+    done = act(params, action="rollback", migration_id=migration_id, sites=[3, 2], failed_sites=[1],
+               network_tables="false", error="site-1.json: no such backup")
+    assert (done["rollback"]["sites"], done["rollback"]["failed_sites"], done["rollbacks"]) == ([3, 2], [1], 1)
+    status = act(params, action="status", migration_id=migration_id)
+    assert "Rolled back" in " ".join(status["report"]) and "sites 3, 2; not rolled back: sites 1" in " ".join(
+        status["report"])
+    assert status["migration"]["counters"]["completed"] == 3
+    with pytest.raises(StateError, match="not part of migration"):
+        act(params, action="rollback", migration_id=migration_id, sites=[9])
