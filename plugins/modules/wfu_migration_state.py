@@ -515,10 +515,12 @@ rollback:
   type: dict
 media:
   description:
-    - What the sites' media syncs recorded, summed - C(sites), C(copied) objects, C(bytes), C(deleted) objects;
-      null when no site synced media.
-  returned: status
-  type: dict
+    - O(action=validate) - whether the run syncs each site's media after its tables (a bool) - the C(media) option
+      (C(auto) - when both environments define C(media)) against the two environments' settings.
+    - O(action=status) - what the sites' media syncs recorded, summed (a mapping) - C(sites), C(copied) objects,
+      C(bytes), C(deleted) objects; null when no site synced media.
+  returned: validate, status
+  type: raw
 resume_command:
   description: The command that resumes the migration.
   returned: status
@@ -584,12 +586,6 @@ effective:
   description: The options the run runs with - defaults, then the resumed migration's, then this run's.
   returned: validate
   type: dict
-media:
-  description:
-    - Whether the run syncs each site's media after its tables - the C(media) option (C(auto) - when both
-      environments define C(media)) against the two environments' settings.
-  returned: validate
-  type: bool
 filters:
   description: The include_sites/exclude_sites of a resumed run, to hand to O(action=plan).
   returned: validate

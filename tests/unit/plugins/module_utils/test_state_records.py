@@ -172,8 +172,8 @@ def test_a_site_done_in_parts_keeps_them_across_attempts_until_it_completes(stor
     # The plan of the resume (and the summary) tell which parts are done.
     assert store.status(migration_id)["migration"]["phases_done"] == {"2": ["tables"]}
     again = store.mark_site(migration_id, 2, "in_progress", phase="media")["site"]
-    assert (again["attempts"], again["phases_done"], again["result"]["url"]) == (2, ["tables"],
-                                                                                "https://uat.example.edu/two")
+    assert (again["attempts"], again["phases_done"]) == (2, ["tables"])
+    assert again["result"]["url"] == "https://uat.example.edu/two"
     store.mark_site(migration_id, 2, "in_progress", phase_done="media", phase="hook", details={"media_copied": 3})
     assert read(store.paths(migration_id)["state"])["sites"]["2"]["phases_done"] == ["tables", "media"]
     done = store.mark_site(migration_id, 2, "completed", phase="done", details={"media_copied": 3})["site"]
