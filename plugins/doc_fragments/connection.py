@@ -454,6 +454,15 @@ options:
         and C(new_to_target).
       - Without it the dump is C(<backup_dir>/<target>-<site-N|network>-<UTC timestamp>.sql.gz).
     type: str
+  backup_s3:
+    description:
+      - With O(backup_dir) and O(backup_name), also upload each backup to this bucket, in the same layout -
+        C(<prefix>/<backup_name>/site-<N>.sql.gz) and its manifest (uploaded last) - before the swap; a failed upload
+        fails the call before the target is changed. C(backup.file.s3) of the result names the keys.
+      - C(s3://bucket/prefix), or a mapping with C(bucket), C(prefix), C(region) and C(endpoint_url) (an
+        S3-compatible service). Credentials come from boto3's default chain only (C(AWS_*) environment variables,
+        C(AWS_PROFILE), the instance or container role).
+    type: raw
   keep_backup_tables:
     description: Keep the replaced tables in the target as C(wfu_old__*) instead of dropping them once verified.
     type: bool

@@ -26,6 +26,7 @@ import queue
 import threading
 import time
 
+from ansible_collections.wfu.multisite.plugins.module_utils import backup_s3
 from ansible_collections.wfu.multisite.plugins.module_utils import rollback
 from ansible_collections.wfu.multisite.plugins.module_utils import server_locks
 from ansible_collections.wfu.multisite.plugins.module_utils import tables as tbl
@@ -378,6 +379,11 @@ class _TablePipeline:
             raise ConfigError("source (%s) and target (%s) are the same database" % (self.source.name,
                                                                                      self.target.name))
         self.options = options
+        # Checked now, so a wrong setting fails before anything is copied.
+        self.backup_s3 = backup_s3.backup_location(options.get("backup_s3"))
+        if self.backup_s3 is not None and not (options.get("backup_dir") and options.get("backup_name")):
+            raise ConfigError("backup_s3 needs backup_dir and backup_name: the backup is written there first, then "
+                              "uploaded under the migration's name")
         lock_wait = options.get("lock_wait", LOCK_WAIT)
         if isinstance(lock_wait, bool) or not isinstance(lock_wait, int) or lock_wait < 0:
             raise ConfigError("lock_wait must be a number of seconds >= 0, got %r" % (lock_wait,))
@@ -539,8 +545,12 @@ class _TablePipeline:
         if not (self.options.get("backup", True) and backup_dir and (existing_live or backup_name)):
             return None
         if backup_name:
-            return rollback.write_backup(self.target, sorted(existing_live), backup_dir, backup_name, self.owner,
-                                         work_dir=self.options.get("work_dir"), deadline=self.deadline)
+            report = rollback.write_backup(self.target, sorted(existing_live), backup_dir, backup_name, self.owner,
+                                           work_dir=self.options.get("work_dir"), deadline=self.deadline)
+            if self.backup_s3 is not None:
+                # Before the swap: no site is replaced without its backup in the bucket.
+                report["s3"] = backup_s3.upload_backup(self.backup_s3, backup_name, report)
+            return report
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         path = os.path.join(os.path.expanduser(backup_dir), "%s-%s-%s.sql.gz" % (self.target.name, label, stamp))
         return dump_to_file(self.target.db, sorted(existing_live), path, work_dir=self.options.get("work_dir"),

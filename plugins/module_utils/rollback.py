@@ -409,6 +409,7 @@ class Rollback:
         self.created_stage = []
         self.swap = None
         self.locks = []
+        self.fetched = []
 
     def _site_id(self):
         return self.owner if self.owner != "network" else None
@@ -459,10 +460,26 @@ class Rollback:
     def _report_backup(self, manifest):
         return {"file": manifest["path"], "manifest": manifest["manifest"], "size": manifest.get("size"),
                 "sha256": manifest.get("sha256"), "created": manifest.get("created"),
-                "target_env": manifest.get("target_env")}
+                "target_env": manifest.get("target_env"), "fetched_from_s3": list(self.fetched)}
+
+    def _fetch_from_s3(self):
+        """With backup_s3, bring the backup from the bucket when backup_dir lacks it (see backup_s3.py)."""
+        from ansible_collections.wfu.multisite.plugins.module_utils import backup_s3
+
+        location = backup_s3.backup_location(self.options.get("backup_s3"))
+        if location is None:
+            return []
+        for attempt in range(1, 1000):
+            dump, manifest = backup_paths(self.backup_dir, self.backup_name, self.owner, attempt)
+            if os.path.lexists(manifest):
+                return []
+            if not os.path.lexists(dump):
+                return backup_s3.fetch_backup(location, self.backup_dir, self.backup_name, stem(self.owner, attempt))
+        return []
 
     def _run(self):
         with self._phase("verify_backup"):
+            self.fetched = self._fetch_from_s3()
             manifest = read_backup(self.backup_dir, self.backup_name, self.owner, self.target, self.deadline)
         if self.check_mode:
             with contextlib.closing(self.target.db.connect(deadline=self.deadline)) as conn:

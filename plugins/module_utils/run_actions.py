@@ -72,6 +72,9 @@ def validate(store, params, check_mode=False):
     filters = {name: options.pop(name) for name in RUN_FILTERS if name in options} if resume else {}
     saved = migration["options"] if migration else {}
     effective = effective_options(saved, options)
+    if effective.get("backup_s3") and not (effective.get("backup_dir") or (params.get("options") or {}).get("backup_dir")):
+        raise ConfigError("backup_s3 needs backup_dir: each backup is written there first, then uploaded; give "
+                          "-e backup_dir=<directory> too")
     return {
         "changed": False,
         "new": not resume,

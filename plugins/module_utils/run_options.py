@@ -124,6 +124,21 @@ class TaskFile(Option):
         return path
 
 
+class Bucket(Option):
+    """An S3 place for backups: ``s3://bucket/prefix`` or ``{bucket, prefix, region, endpoint_url}``; kept as a
+    mapping of the keys given."""
+
+    def normalize(self, name, value):
+        from ansible_collections.wfu.multisite.plugins.module_utils.backup_s3 import backup_location
+
+        location = backup_location(value)
+        if location is None:
+            raise ConfigError("%s is empty; give s3://bucket/prefix or leave the option out" % name)
+        kept = {"bucket": location.bucket, "prefix": location.prefix.rstrip("/")}
+        kept.update({key: getattr(location, key) for key in ("region", "endpoint_url") if getattr(location, key)})
+        return kept
+
+
 NETWORK_TABLES = Choice(default="true", choices={
     "true": ("yes", "on", "1"), "false": ("no", "off", "0"), "only": ()})
 
@@ -152,6 +167,7 @@ RUN_OPTIONS = {
     "connection_test_interval": Count(0, minimum=0, doc="test the connections every this many sites (0: never)"),
     "backup": Flag(True, doc="keep the target's previous tables until the new ones are verified"),
     "backup_dir": Directory(doc="directory for dumps of the target's previous tables"),
+    "backup_s3": Bucket(doc="also upload each backup (with backup_dir) to this bucket before the swap"),
     "work_dir": Directory(doc="directory for temporary files"),
     "verify_urls": Flag(True, doc="after the swap, check that each site's siteurl and home are its target URL"),
     "keep_files": Flag(False, doc="keep the target's replaced tables (as wfu_old__*) after the new ones are verified"),

@@ -44,6 +44,7 @@ def pipeline_options():
         backup=dict(type="bool", default=True),
         backup_dir=dict(type="path"),
         backup_name=dict(type="str"),
+        backup_s3=dict(type="raw"),
         keep_backup_tables=dict(type="bool", default=False),
         skip_columns=dict(type="list", elements="str", default=[]),
         work_dir=dict(type="path"),

@@ -43,6 +43,14 @@ options:
     description: The name of the migration's backups (its O(backup_name), the migration id).
     type: str
     required: true
+  backup_s3:
+    description:
+      - The bucket the migration also uploaded its backups to (its O(wfu.multisite.wfu_site_migrate#module:backup_s3)),
+        C(s3://bucket/prefix) or a mapping with C(bucket), C(prefix), C(region), C(endpoint_url).
+      - When O(backup_dir) lacks the backup (another controller wrote it, or a throwaway container), its manifest
+        and dump are downloaded from the bucket into O(backup_dir) first; the same checks then apply. Credentials
+        come from boto3's default chain only.
+    type: raw
   work_dir:
     description: Directory for the client program's error output (default the system temp directory).
     type: path
@@ -125,7 +133,9 @@ new_to_target:
   returned: success
   type: bool
 backup:
-  description: The backup used - C(file), C(manifest), C(size), C(sha256), C(created), C(target_env).
+  description:
+    - The backup used - C(file), C(manifest), C(size), C(sha256), C(created), C(target_env), and
+      C(fetched_from_s3) (the keys downloaded from O(backup_s3), empty when O(backup_dir) had the backup).
   returned: success
   type: dict
 locks:
@@ -184,6 +194,7 @@ def main():
         migration_db=db_option(required=True),
         backup_dir=dict(type="path", required=True),
         backup_name=dict(type="str", required=True),
+        backup_s3=dict(type="raw"),
         work_dir=dict(type="path"),
         timeout=dict(type="int", default=0),
         lock_wait=dict(type="int", default=60),
@@ -194,7 +205,8 @@ def main():
     try:
         rollback = Rollback(Endpoint(params["target"]), params["migration_db"], params["backup_dir"],
                             params["backup_name"], params["site_id"],
-                            options={"lock_wait": params["lock_wait"], "work_dir": params["work_dir"]},
+                            options={"lock_wait": params["lock_wait"], "work_dir": params["work_dir"],
+                                     "backup_s3": params["backup_s3"]},
                             check_mode=module.check_mode)
         result = rollback.run(timeout=params["timeout"], watch_pid=find_playbook_pid())
     except ConfigError as exc:

@@ -147,3 +147,14 @@ def test_hooks_are_task_files_that_exist(tmp_path):
         normalize_options({"after_run_tasks": str(tmp_path / "missing.yml")})
     with pytest.raises(ConfigError, match="after_site_tasks .* is not a file"):
         normalize_options({"after_site_tasks": str(tmp_path)})
+
+
+def test_backup_s3_is_a_bucket_and_a_prefix():
+    assert normalize_options({"backup_s3": "s3://wfu-backups/uat/db/"}) == {
+        "backup_s3": {"bucket": "wfu-backups", "prefix": "uat/db"}}
+    assert normalize_options({"backup_s3": {"bucket": "b-1", "endpoint_url": "http://127.0.0.1:9000"}}) == {
+        "backup_s3": {"bucket": "b-1", "prefix": "", "endpoint_url": "http://127.0.0.1:9000"}}
+    with pytest.raises(ConfigError, match="backup_s3 must be s3://bucket/prefix"):
+        normalize_options({"backup_s3": "wfu-backups/uat"})
+    with pytest.raises(ConfigError, match="is not accepted: S3 credentials"):
+        normalize_options({"backup_s3": {"bucket": "b-1", "aws_secret_access_key": "x"}})
