@@ -36,13 +36,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
 import functools
 import gzip
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -52,6 +50,7 @@ from ansible_collections.wfu.multisite.plugins.module_utils import tables as tbl
 from ansible_collections.wfu.multisite.plugins.module_utils.db import (
     ConfigError, pymysql, qualified, quote_identifier, validate_identifier)
 from ansible_collections.wfu.multisite.plugins.module_utils.deadline import Deadline
+from ansible_collections.wfu.multisite.plugins.module_utils.processes import die_with_parent
 from ansible_collections.wfu.multisite.plugins.module_utils.errors import (
     CONFIGURATION, MISSING_BINARY, SYSTEMIC_REASONS, VERIFICATION, MigrationError, failure_reason,
     message_error_code, message_reason, redact)
@@ -457,23 +456,10 @@ def _table_named_in(text, mapping):
     return None
 
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent():
-    """Run in a client process before exec: the kernel kills it when the module process dies.
-
-    Without this a module killed by a task timeout or the OOM killer would leave mariadb-dump
-    and mariadb running, still writing while the role's rescue drops their tables.
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
 def spawn_client(command, **kwargs):
     """Start a MariaDB command-line client (a ``ClientCommand``) that does not outlive the calling process."""
     return subprocess.Popen(command.argv, pass_fds=command.fds,  # pylint: disable=subprocess-popen-preexec-fn
-                            preexec_fn=_die_with_parent, **kwargs)
+                            preexec_fn=die_with_parent, **kwargs)
 
 
 class DumpPipeline:

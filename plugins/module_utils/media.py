@@ -75,6 +75,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without boto3
 from ansible_collections.wfu.multisite.plugins.module_utils.errors import (
     ACCESS, CONFIGURATION, CONNECTION, DISK_FULL, MISSING_BINARY, READ_ONLY, SITE_DATA, TIMEOUT, MigrationError,
     failure_reason, redact)
+from ansible_collections.wfu.multisite.plugins.module_utils.processes import die_with_parent
 
 PHASE = "media"
 
@@ -970,8 +971,10 @@ class _RsyncSync(_Sync):
         argv = rsync_argv(source_directory, target_directory, main_site=self.site.is_main, delete=delete,
                           check_mode=check_mode)
         try:
+            # rsync dies with the module (a task timeout, the OOM killer): nothing copies after the module is gone.
             done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
                                   env=dict(os.environ, LC_ALL="C"),
+                                  preexec_fn=die_with_parent,  # pylint: disable=subprocess-popen-preexec-fn
                                   timeout=self.deadline.remaining() if self.deadline else None)
         except subprocess.TimeoutExpired:
             raise MigrationError("rsync did not finish within the time limit", site_id=self.site.site_id,

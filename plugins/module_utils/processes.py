@@ -21,7 +21,10 @@ pid namespace, no pid recorded).  Everything here reads ``/proc`` (Linux).
 from __future__ import annotations
 
 import collections
+import contextlib
+import ctypes
 import os
+import signal
 import socket
 
 ALIVE = "alive"
@@ -134,3 +137,16 @@ def identity_is_alive(identity):
     if identity.get("start_time") is not None and stat.start_time != identity["start_time"]:
         return DEAD
     return ALIVE
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent():
+    """Run in a child process before exec (``preexec_fn``): the kernel kills it when the module process dies.
+
+    Without this a module killed by a task timeout or the out-of-memory killer would leave its children (the
+    MariaDB clients, rsync) running, still writing while the role's rescue cleans up after them.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

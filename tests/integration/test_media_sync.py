@@ -13,6 +13,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import textwrap
 import time
@@ -710,3 +711,80 @@ def test_the_module_in_a_playbook(moto, s3, network_bucket, tmp_path):
     refused = run(media_target={"name": "uat", "s3": {"bucket": target_bucket, "aws_secret_access_key": SECRET_KEY}})
     assert refused["failed"] and "wfu_environments.uat.media.s3.aws_secret_access_key is not accepted" in refused["msg"]
     assert SECRET_KEY not in json.dumps(refused)
+
+
+RSYNC_SYNC = """
+import sys
+sys.path[:0] = [{collections!r}]
+from ansible_collections.wfu.multisite.plugins.module_utils import media
+media.sync_site_media(media.media_location("dev", {{"path": {source!r}}}),
+                      media.media_location("uat", {{"path": {target!r}}}), 2)
+"""
+
+
+def test_rsync_dies_with_a_killed_module(tmp_path):
+    """SIGKILL of the process that syncs (the OOM killer, a task timeout) ends its rsync too: nothing keeps copying."""
+    source, target = tmp_path / "dev", tmp_path / "uat"
+    (source / "sites" / "2").mkdir(parents=True)
+    target.mkdir()
+    for index in range(8):
+        with open(source / "sites" / "2" / ("big-%d.bin" % index), "wb") as handle:
+            handle.write(os.urandom(32 * 1024 * 1024))
+    script = tmp_path / "sync.py"
+    script.write_text(RSYNC_SYNC.format(collections=COLLECTIONS, source=str(source), target=str(target)))
+    # A slow network: the rsync found first on PATH is the real one, limited to 500 KiB/s (exec keeps its pid).
+    slow = tmp_path / "bin"
+    slow.mkdir()
+    (slow / "rsync").write_text("#!/bin/sh\nexec %s --bwlimit=500 \"$@\"\n" % shutil.which("rsync"))
+    (slow / "rsync").chmod(0o755)
+    env = dict(os.environ, PATH="%s:%s" % (slow, os.environ["PATH"]))
+    syncing = subprocess.Popen([os.path.join(VENV_BIN, "python"), str(script)], env=env)
+    rsyncs = []
+    try:
+        give_up = time.monotonic() + 30
+        while not rsyncs and time.monotonic() < give_up and syncing.poll() is None:
+            rsyncs[:] = [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _parent(int(pid)) == syncing.pid
+                      and _comm(int(pid)) == "rsync"]
+            time.sleep(0.01)
+        assert rsyncs, "the sync never started rsync"
+        time.sleep(0.3)
+        # rsync forks its receiver: that one must end too.
+        rsyncs += [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _parent(int(pid)) in rsyncs
+                   and _comm(int(pid)) == "rsync"]
+        syncing.kill()
+        syncing.wait()
+        give_up = time.monotonic() + 5
+        while any(_alive(pid) for pid in rsyncs) and time.monotonic() < give_up:
+            time.sleep(0.05)
+        assert not any(_alive(pid) for pid in rsyncs), "rsync outlived the killed module"
+    finally:
+        if syncing.poll() is None:
+            syncing.kill()
+            syncing.wait()
+        for pid in rsyncs:
+            if _alive(pid):
+                os.kill(pid, 9)
+
+
+def _stat(pid):
+    try:
+        with open("/proc/%d/stat" % pid, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    return text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+
+
+def _parent(pid):
+    stat = _stat(pid)
+    return int(stat[1][1]) if stat else None
+
+
+def _comm(pid):
+    stat = _stat(pid)
+    return stat[0] if stat else None
+
+
+def _alive(pid):
+    stat = _stat(pid)
+    return stat is not None and stat[1][0] != "Z"
