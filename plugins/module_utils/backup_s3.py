@@ -146,3 +146,62 @@ def _download(client, location, key, path):
     finally:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
+
+
+def prune_backups(location, target_env, keep, check_mode=False):
+    """``rollback.prune_backups`` for the bucket: keep the newest ``keep`` sets of ``target_env`` under the prefix.
+
+    A set is ``<prefix><migration id>/`` with at least one manifest; its age is its earliest manifest's
+    ``created``.  Only backup keys are deleted; a set holding other keys is left whole.  Listings are paged.
+    Returns ``{kept, removed, left, bytes_removed}``.
+    """
+    from ansible_collections.wfu.multisite.plugins.module_utils.rollback import (
+        BACKUP_NAME_RE, MANIFEST_KIND, SET_FILE)
+
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ConfigError("keep_backups must be a whole number of migrations, at least 1, not %r" % (keep,))
+    _require_boto3()
+    client = media.s3_client(location)
+    sets = {}
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=location.prefix):
+            for item in page.get("Contents", []):
+                name, _slash, filename = item["Key"][len(location.prefix):].partition("/")
+                if not _slash or not BACKUP_NAME_RE.match(name):
+                    continue
+                entry = sets.setdefault(name, {"name": name, "keys": [], "others": [], "bytes": 0, "envs": set(),
+                                               "created": []})
+                if "/" in filename or not SET_FILE.match(filename):
+                    entry["others"].append(item["Key"])
+                    continue
+                entry["keys"].append(item["Key"])
+                entry["bytes"] += item.get("Size", 0)
+                if filename.endswith(".json"):
+                    try:
+                        manifest = json.loads(client.get_object(Bucket=location.bucket, Key=item["Key"])["Body"].read())
+                    except ValueError:
+                        continue
+                    if isinstance(manifest, dict) and manifest.get("kind") == MANIFEST_KIND:
+                        entry["envs"].add(str(manifest.get("target_env")))
+                        entry["created"].append(str(manifest.get("created") or ""))
+    except Exception as exc:  # pylint: disable=broad-except
+        raise _failure(exc, "listing the backups in", location, location.prefix, "cleanup") from exc
+    mine = sorted((entry for entry in sets.values() if entry["created"] and entry["envs"] == {target_env}),
+                  key=lambda entry: (min(entry["created"]), entry["name"]), reverse=True)
+    kept, removed, left, freed = [], [], [], 0
+    for index, entry in enumerate(mine):
+        if index < keep:
+            kept.append(entry["name"])
+        elif entry["others"]:
+            left.append(entry["name"])
+        else:
+            removed.append(entry["name"])
+            freed += entry["bytes"]
+            if not check_mode:
+                for start in range(0, len(entry["keys"]), 1000):
+                    try:
+                        client.delete_objects(Bucket=location.bucket, Delete={
+                            "Objects": [{"Key": key} for key in entry["keys"][start:start + 1000]], "Quiet": True})
+                    except Exception as exc:  # pylint: disable=broad-except
+                        raise _failure(exc, "deleting old backups from", location, entry["name"], "cleanup") from exc
+    return {"kept": kept, "removed": removed, "left": left, "bytes_removed": freed}

@@ -607,7 +607,7 @@ class Rollback:
 # -- retention ----------------------------------------------------------------------------------------------------
 
 # The files a backup set holds: dumps and manifests, and the temporary names a killed writer can leave.
-_SET_FILE = re.compile(r"^(?:(?:site-[1-9][0-9]*|network)(?:-[0-9]+)?(?:\.sql\.gz|\.json|\.sql\.gz\.new(?:\.partial)?)"
+SET_FILE = re.compile(r"^(?:(?:site-[1-9][0-9]*|network)(?:-[0-9]+)?(?:\.sql\.gz|\.json|\.sql\.gz\.new(?:\.partial)?)"
                        r"|\.wfu-.*\.tmp)$")
 
 
@@ -627,7 +627,7 @@ def backup_sets(backup_dir):
         envs, created, files, others, size = set(), [], [], [], 0
         for entry in sorted(os.listdir(directory)):
             path = os.path.join(directory, entry)
-            if not _SET_FILE.match(entry) or not os.path.isfile(path) or os.path.islink(path):
+            if not SET_FILE.match(entry) or not os.path.isfile(path) or os.path.islink(path):
                 others.append(entry)
                 continue
             files.append(entry)

@@ -55,9 +55,15 @@ options:
       - Keep the backups of the newest this many migrations into O(target_env) in O(backup_dir) and remove the older
         ones (C(<backup_dir>/<migration id>/) with its dumps and manifests). A migration counts from when it first
         replaced something (its earliest manifest). A directory that holds anything but backup files is left whole.
-      - Omit it to remove no backup. Needs O(backup_dir) and O(target_env). In check mode nothing is removed and
-        RV(backups) says what would be.
+      - Omit it to remove no backup. Needs O(target_env) and O(backup_dir) or O(backup_s3) (both are pruned when
+        both are given). In check mode nothing is removed and RV(backups) / RV(backups_s3) say what would be.
     type: int
+  backup_s3:
+    description:
+      - The bucket the migrations also uploaded their backups to (run option C(backup_s3)), C(s3://bucket/prefix)
+        or a mapping with C(bucket), C(prefix), C(region), C(endpoint_url); O(keep_backups) prunes it the same way.
+        Credentials come from boto3's default chain only.
+    type: raw
   timeout:
     description:
       - Seconds the whole cleanup may take; every connection and statement is bounded by it, so a server that does
@@ -137,9 +143,13 @@ in_use:
     holder:
       description: The connection that holds the lock (id, user, host).
       type: str
+backups_s3:
+  description: With O(keep_backups) and O(backup_s3), the same as RV(backups) for the bucket.
+  returned: when keep_backups and backup_s3 are given
+  type: dict
 backups:
-  description: With O(keep_backups), the backup sets of O(target_env) by name.
-  returned: when keep_backups is given
+  description: With O(keep_backups) and O(backup_dir), the backup sets of O(target_env) by name.
+  returned: when keep_backups and backup_dir are given
   type: dict
   contains:
     kept:
@@ -161,6 +171,7 @@ backups:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.wfu.multisite.plugins.module_utils import backup_s3
 from ansible_collections.wfu.multisite.plugins.module_utils.cleanup import sweep_within
 from ansible_collections.wfu.multisite.plugins.module_utils.db import (
     HAS_PYMYSQL, PYMYSQL_IMPORT_ERROR, ConfigError, Database, db_option)
@@ -182,6 +193,7 @@ def main():
             keep_backup_tables=dict(type="bool", default=False),
             backup_dir=dict(type="path"),
             keep_backups=dict(type="int"),
+            backup_s3=dict(type="raw"),
             timeout=dict(type="int", default=60),
         ),
         supports_check_mode=True,
@@ -201,12 +213,18 @@ def main():
                               target=target or None, target_prefix=params["target_prefix"],
                               keep_backup_tables=params["keep_backup_tables"], check_mode=module.check_mode)
         if params["keep_backups"] is not None:
-            if not (params["backup_dir"] and params["target_env"]):
-                raise ConfigError("keep_backups needs backup_dir and target_env: the retention keeps the newest "
-                                  "backups of one target environment")
-            result["backups"] = prune_backups(params["backup_dir"], params["target_env"], params["keep_backups"],
-                                              check_mode=module.check_mode)
-            result["changed"] = bool(result.get("changed")) or bool(result["backups"]["removed"])
+            bucket = backup_s3.backup_location(params["backup_s3"])
+            if not ((params["backup_dir"] or bucket) and params["target_env"]):
+                raise ConfigError("keep_backups needs target_env and backup_dir (or backup_s3): the retention keeps "
+                                  "the newest backups of one target environment")
+            if params["backup_dir"]:
+                result["backups"] = prune_backups(params["backup_dir"], params["target_env"], params["keep_backups"],
+                                                  check_mode=module.check_mode)
+            if bucket is not None:
+                result["backups_s3"] = backup_s3.prune_backups(bucket, params["target_env"], params["keep_backups"],
+                                                               check_mode=module.check_mode)
+            result["changed"] = bool(result.get("changed")) or any(
+                result.get(key, {}).get("removed") for key in ("backups", "backups_s3"))
     except ConfigError as exc:
         module.fail_json(msg=str(exc), failure_class="config", **nothing)
     except Exception as exc:  # pylint: disable=broad-except

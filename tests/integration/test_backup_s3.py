@@ -95,3 +95,32 @@ def test_a_bucket_that_refuses_the_backup_fails_the_site_before_its_swap(setup, 
     assert (record["status"], record["phase"]) == ("failed", "backup"), record
     assert "wfu-missing-bucket" in record["error"]
     assert target_state(setup) == before
+
+
+def test_keep_backups_prunes_the_bucket_like_the_directory(setup, moto):
+    client = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1")
+    client.create_bucket(Bucket="wfu-backups")
+    bucket = {"bucket": "wfu-backups", "prefix": "uat", "endpoint_url": moto.url}
+    for _run in range(3):
+        done = setup.run(source_env="dev", target_env="uat", backup_dir=str(setup.backup_dir), backup_s3=bucket,
+                         include_sites="2", network_tables="false")
+        assert done.returncode == 0, done.stdout[-6000:]
+    ids = sorted(setup.migration_ids())
+    assert len(ids) == 3
+    # Someone else's object beside the sets, and a set of another target: both stay.
+    client.put_object(Bucket="wfu-backups", Key="uat/README.txt", Body=b"ours")
+    manifest = json.loads(client.get_object(Bucket="wfu-backups", Key="uat/%s/site-2.json" % ids[0])["Body"].read())
+    client.put_object(Bucket="wfu-backups", Key="uat/dev-to-prod-2026-01-01T00-00-00/site-2.json",
+                      Body=json.dumps(dict(manifest, target_env="prod", created="2026-01-01T00:00:00.000Z")).encode())
+    before = bucket_keys(client, "wfu-backups")
+    args = ["-e", json.dumps({"target_env": "uat", "keep_backups": 1, "backup_s3": bucket})]
+
+    planned = run_playbook("wfu.multisite.migration_cleanup", setup.inventory, "--check", *args)
+    assert "in the bucket: kept 1, would remove 2" in " ".join(planned.stdout.split())
+    assert bucket_keys(client, "wfu-backups") == before
+
+    run_playbook("wfu.multisite.migration_cleanup", setup.inventory, *args)
+    left = bucket_keys(client, "wfu-backups")
+    assert left == sorted(key for key in before if not key.startswith(("uat/%s/" % ids[0], "uat/%s/" % ids[1])))
+    assert "uat/README.txt" in left and any(key.startswith("uat/%s/" % ids[2]) for key in left)
+    assert any(key.startswith("uat/dev-to-prod-") for key in left)
