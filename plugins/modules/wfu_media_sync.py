@@ -146,6 +146,8 @@ options:
     description:
       - Seconds the call may take (0 for no limit). When they have passed it stops between objects (or kills
         rsync) and fails with C(reason=timeout); what was copied stays and is not copied again.
+      - Whatever the limit, the call stops as soon as the C(ansible-playbook) that started it is gone (killed with
+        its process group, an AWX cancel), and its rsync with it.
     type: int
     default: 0
 attributes:
@@ -266,6 +268,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.wfu.multisite.plugins.module_utils.deadline import Deadline
 from ansible_collections.wfu.multisite.plugins.module_utils.errors import MigrationError, failure_result
 from ansible_collections.wfu.multisite.plugins.module_utils.media import media_location, sync_site_media
+from ansible_collections.wfu.multisite.plugins.module_utils.processes import find_playbook_pid
 
 
 def location_option():
@@ -300,9 +303,13 @@ def main():
     try:
         source = media_location(params["source"]["name"], params["source"])
         target = media_location(params["target"]["name"], params["target"])
-        result = sync_site_media(source, target, params["site_id"], main_site_id=params["main_site_id"],
-                                 delete=params["delete"], check_mode=module.check_mode,
-                                 deadline=Deadline(max(0, params["timeout"])))
+        # The time limit is checked between objects; this one only watches the playbook: when it is gone (a kill of
+        # its process group, an AWX cancel) the sync stops at once, its rsync with it.
+        watch = Deadline()
+        with watch.armed(), watch.stop_when_gone(find_playbook_pid()):
+            result = sync_site_media(source, target, params["site_id"], main_site_id=params["main_site_id"],
+                                     delete=params["delete"], check_mode=module.check_mode,
+                                     deadline=Deadline(max(0, params["timeout"])))
     except MigrationError as exc:
         module.fail_json(counts=getattr(exc, "counts", {}), **failure_result(exc, site_id=params["site_id"]))
     module.exit_json(changed=result.changed, **result.as_dict())

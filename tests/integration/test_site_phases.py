@@ -10,11 +10,12 @@ directories (rsync) or in buckets of moto's S3 server on loopback; the hooks wri
 import json
 import os
 import shutil
+import signal
 
 import pytest
 from helpers import connect, query
 from moto_s3 import CREDENTIAL_ENV, MotoServer
-from role_helpers import SOURCE_URL, MigrationSetup, sites_with_status
+from role_helpers import SOURCE_URL, MigrationSetup, module_processes, sites_with_status, wait_for
 
 from tools.wpnetwork import NetworkSpec
 from helpers import write_inventory
@@ -283,3 +284,72 @@ def test_media_between_buckets_through_the_role(make_setup, tmp_path, monkeypatc
         shutil.rmtree(local)
     finally:
         server.stop()
+
+
+def test_a_run_killed_during_a_sites_media_resumes_with_that_media_only(make_setup, tmp_path):
+    """kill -9 of the run's process group while rsync copies site 2's media (a slow rsync first on PATH): the media
+    module and its rsync stop with it, and the resume does site 2's media without copying its tables again."""
+    setup = make_setup()
+    dev, uat = tmp_path / "dev-uploads", tmp_path / "uat-uploads"
+    files = uploads(dev, range(1, SITES + 1))
+    with open(dev / "sites" / "2" / "2026" / "01" / "video.bin", "wb") as handle:
+        handle.write(os.urandom(64 * 1024 * 1024))
+    uat.mkdir()
+    with_settings(setup, media={"dev": {"path": str(dev)}, "uat": {"path": str(uat)}})
+    slow = tmp_path / "bin"
+    slow.mkdir()
+    (slow / "rsync").write_text("#!/bin/sh\nexec %s --bwlimit=2000 \"$@\"\n" % shutil.which("rsync"))
+    (slow / "rsync").chmod(0o755)
+    environment = setup.env()
+    setup.env = lambda: dict(environment, PATH="%s:%s" % (slow, environment["PATH"]))
+
+    run = setup.start(source_env="dev", target_env="uat")
+    try:
+        wait_for(lambda: rsync_of_site(2), 120, "rsync of site 2's media", proc=run)
+        record = setup.state()["sites"]["2"]
+        assert (record["status"], record["phases_done"]) == ("in_progress", ["tables"]), record
+        copying = rsync_of_site(2)
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    wait_for(lambda: not [pid for pid in copying if alive(pid)], 30, "the killed run's rsync to stop")
+    wait_for(lambda: not module_processes("wfu_media_sync", setup.module_tmp), 30, "the media module to stop")
+    put_marker(setup, 2, "tables of the killed run")
+
+    setup.env = lambda: environment
+    resumed = setup.run(resume="latest")
+    assert resumed.returncode == 0, resumed.stdout[-6000:]
+    state = setup.state()
+    assert sites_with_status(state, "completed") == list(range(1, SITES + 1))
+    assert marker(setup, 2) == "tables of the killed run", "the resume copied site 2's tables again"
+    assert state["sites"]["2"]["attempts"] == 2 and state["sites"]["1"]["attempts"] == 1
+    target = tree(uat)
+    assert all(target.get(relpath) == data for relpath, data in files.items())
+    assert len(target["sites/2/2026/01/video.bin"]) == 64 * 1024 * 1024
+
+
+def rsync_of_site(site_id):
+    """pids of the rsync processes copying ``sites/<site_id>/``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % entry, "rb") as handle:
+                    argv = handle.read().split(b"\0")
+            except OSError:
+                continue
+            if argv and os.path.basename(argv[0]) == b"rsync" and any(
+                    arg.rstrip(b"/").endswith(b"sites/%d" % site_id) for arg in argv):
+                found.append(int(entry))
+    return found
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid, encoding="utf-8", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
