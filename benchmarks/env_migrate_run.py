@@ -8,9 +8,12 @@ and reads the migration state afterwards.  It prints:
 * the time spent inside the pipeline phases of ``wfu_site_migrate`` (copy, replace, stage, ...);
 * the orchestration overhead per site: site-loop wall time minus pipeline phase time, divided by the sites.
   That is everything that is not moving data: Ansible's task handling, the module's start-up (AnsiballZ,
-  imports, connections), the two state updates per site.
+  imports, connections), the state updates per site;
+* the same overhead as a ratio to one bare ``include_tasks`` + ``ansible.builtin.ping`` loop item, measured in
+  the same run (the floor of any per-item role work).
 
-Run: ``.venv/bin/python -m benchmarks.env_migrate_run [--sites 555] [--subdomain]``.
+Run: ``.venv/bin/python -m benchmarks.env_migrate_run [--sites 555] [--subdomain]``; with ``WFU_BENCH_LOG=1`` the
+playbook also writes ``ansible-timed.log`` (Ansible's log, a timestamp per task line) in the work directory.
 """
 
 import argparse
@@ -66,6 +69,8 @@ def main(argv=None):
         with open(os.path.join(work, "group_vars", "all.yml"), "w", encoding="utf-8") as handle:
             yaml.safe_dump(group_vars, handle)
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".venv", "collections"))
+        if os.environ.get("WFU_BENCH_LOG"):
+            env["ANSIBLE_LOG_PATH"] = os.path.join(work, "ansible-timed.log")
         started = time.monotonic()
         with open(os.path.join(work, "playbook.log"), "w", encoding="utf-8") as log:
             rc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i",
@@ -81,13 +86,58 @@ def main(argv=None):
     first = min(parse_time(s["started"]) for s in sites)
     last = max(parse_time(s["finished"]) for s in sites)
     loop = last - first
-    phases = sum(sum((s.get("result") or {}).get("durations", {}).values()) for s in sites)
+    phases = sum(pipeline_wall(s.get("result") or {}) for s in sites)
     print("playbook rc=%d, wall %.1f s (log: %s/playbook.log)" % (rc, wall, work))
     print("sites completed: %d of %d" % (len(sites), len(state["sites"])))
     print("site loop: %.1f s, %.3f s per site" % (loop, loop / len(sites)))
-    print("pipeline phases: %.1f s, %.3f s per site" % (phases, phases / len(sites)))
-    print("orchestration overhead per site: %.3f s (site loop minus pipeline phases)" % ((loop - phases) / len(sites)))
+    print("pipeline (its own wall time, overlapping steps once): %.1f s, %.3f s per site" % (phases, phases / len(sites)))
+    overhead = (loop - phases) / len(sites)
+    print("orchestration overhead per site: %.3f s (site loop minus the pipeline's wall time)" % overhead)
+    bare = bare_item_seconds(work, env, len(sites))
+    print("one bare include_tasks + ansible.builtin.ping item: %.3f s" % bare)
+    print("site-loop overhead / bare item: %.2f" % (overhead / bare))
     return rc
+
+
+OVERLAPPING = ("copy", "replace", "stage")
+
+
+def pipeline_wall(result):
+    """The pipeline's own wall time for one site: its phases one after the other, except copy, replace and stage,
+    which overlap table by table (their durations are summed over the tables), counted by their wall time."""
+    durations = result.get("durations") or {}
+    overlap = result.get("overlap_seconds")
+    if overlap is None:
+        return sum(durations.values())
+    return sum(seconds for phase, seconds in durations.items() if phase not in OVERLAPPING) + overlap
+
+
+BARE_PLAY = """- name: The bare loop
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: One include per item
+      ansible.builtin.include_tasks: ping.yml
+      loop: "{{ range(items | int) | list }}"
+"""
+
+
+def bare_item_seconds(work, env, items):
+    """Seconds per item of a loop of ``include_tasks`` whose file holds one ``ansible.builtin.ping``: what any
+    role pays per item, as the floor the site loop is compared with (the difference of a run of ``items`` items
+    and a run of one, so the playbook's start-up is left out)."""
+    with open(os.path.join(work, "bare.yml"), "w", encoding="utf-8") as handle:
+        handle.write(BARE_PLAY)
+    with open(os.path.join(work, "ping.yml"), "w", encoding="utf-8") as handle:
+        handle.write("- name: Ping\n  ansible.builtin.ping:\n")
+    walls = {}
+    for count in (1, items):
+        started = time.monotonic()
+        subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i", os.path.join(work, "hosts.yml"),
+                        os.path.join(work, "bare.yml"), "-e", "items=%d" % count], env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=True)
+        walls[count] = time.monotonic() - started
+    return (walls[items] - walls[1]) / max(1, items - 1)
 
 
 if __name__ == "__main__":
