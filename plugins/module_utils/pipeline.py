@@ -26,7 +26,6 @@ import queue
 import threading
 import time
 
-from ansible_collections.wfu.multisite.plugins.module_utils import backup_s3
 from ansible_collections.wfu.multisite.plugins.module_utils import rollback
 from ansible_collections.wfu.multisite.plugins.module_utils import server_locks
 from ansible_collections.wfu.multisite.plugins.module_utils import tables as tbl
@@ -379,8 +378,13 @@ class _TablePipeline:
             raise ConfigError("source (%s) and target (%s) are the same database" % (self.source.name,
                                                                                      self.target.name))
         self.options = options
-        # Checked now, so a wrong setting fails before anything is copied.
-        self.backup_s3 = backup_s3.backup_location(options.get("backup_s3"))
+        # Checked now, so a wrong setting fails before anything is copied.  Imported only then: it brings boto3,
+        # whose import alone costs a site about 0.15 s.
+        self.backup_s3 = None
+        if options.get("backup_s3"):
+            from ansible_collections.wfu.multisite.plugins.module_utils import backup_s3
+
+            self.backup_s3 = backup_s3.backup_location(options["backup_s3"])
         if self.backup_s3 is not None and not (options.get("backup_dir") and options.get("backup_name")):
             raise ConfigError("backup_s3 needs backup_dir and backup_name: the backup is written there first, then "
                               "uploaded under the migration's name")
@@ -549,6 +553,8 @@ class _TablePipeline:
                                            work_dir=self.options.get("work_dir"), deadline=self.deadline)
             if self.backup_s3 is not None:
                 # Before the swap: no site is replaced without its backup in the bucket.
+                from ansible_collections.wfu.multisite.plugins.module_utils import backup_s3
+
                 report["s3"] = backup_s3.upload_backup(self.backup_s3, backup_name, report)
             return report
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())

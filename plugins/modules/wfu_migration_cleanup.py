@@ -171,13 +171,31 @@ backups:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.wfu.multisite.plugins.module_utils import backup_s3
 from ansible_collections.wfu.multisite.plugins.module_utils.cleanup import sweep_within
 from ansible_collections.wfu.multisite.plugins.module_utils.db import (
     HAS_PYMYSQL, PYMYSQL_IMPORT_ERROR, ConfigError, Database, db_option)
 from ansible_collections.wfu.multisite.plugins.module_utils.errors import failure_result
 from ansible_collections.wfu.multisite.plugins.module_utils.rollback import prune_backups
 from ansible_collections.wfu.multisite.plugins.module_utils.spec import protected_databases_option
+
+
+def prune(params, check_mode):
+    """``keep_backups`` applied to ``backup_dir`` and ``backup_s3``: the ``backups``/``backups_s3`` results."""
+    if not ((params["backup_dir"] or params["backup_s3"]) and params["target_env"]):
+        raise ConfigError("keep_backups needs target_env and backup_dir (or backup_s3): the retention keeps the "
+                          "newest backups of one target environment")
+    pruned = {}
+    if params["backup_dir"]:
+        pruned["backups"] = prune_backups(params["backup_dir"], params["target_env"], params["keep_backups"],
+                                          check_mode=check_mode)
+    if params["backup_s3"]:
+        # Imported only here: boto3 is slow to import, and the rescue of every failed site runs this module.
+        from ansible_collections.wfu.multisite.plugins.module_utils import backup_s3
+
+        pruned["backups_s3"] = backup_s3.prune_backups(backup_s3.backup_location(params["backup_s3"]),
+                                                       params["target_env"], params["keep_backups"],
+                                                       check_mode=check_mode)
+    return pruned
 
 
 def main():
@@ -213,16 +231,7 @@ def main():
                               target=target or None, target_prefix=params["target_prefix"],
                               keep_backup_tables=params["keep_backup_tables"], check_mode=module.check_mode)
         if params["keep_backups"] is not None:
-            bucket = backup_s3.backup_location(params["backup_s3"])
-            if not ((params["backup_dir"] or bucket) and params["target_env"]):
-                raise ConfigError("keep_backups needs target_env and backup_dir (or backup_s3): the retention keeps "
-                                  "the newest backups of one target environment")
-            if params["backup_dir"]:
-                result["backups"] = prune_backups(params["backup_dir"], params["target_env"], params["keep_backups"],
-                                                  check_mode=module.check_mode)
-            if bucket is not None:
-                result["backups_s3"] = backup_s3.prune_backups(bucket, params["target_env"], params["keep_backups"],
-                                                               check_mode=module.check_mode)
+            result.update(prune(params, module.check_mode))
             result["changed"] = bool(result.get("changed")) or any(
                 result.get(key, {}).get("removed") for key in ("backups", "backups_s3"))
     except ConfigError as exc:
