@@ -12,7 +12,8 @@ from ansible_collections.wfu.multisite.plugins.module_utils.errors import Migrat
 from ansible_collections.wfu.multisite.plugins.module_utils.pipeline import Endpoint
 from ansible_collections.wfu.multisite.plugins.module_utils.processes import find_playbook_pid
 
-PIPELINE_OPTION_KEYS = ("backup", "backup_dir", "backup_name", "keep_backup_tables", "skip_columns", "work_dir", "lock_wait")
+PIPELINE_OPTION_KEYS = ("backup", "backup_dir", "backup_name", "keep_backup_tables", "skip_columns", "work_dir",
+                        "lock_wait", "exclude_transients")
 
 
 def run_pipeline(module, pipeline_class, **extra):
