@@ -9,9 +9,12 @@ policy's own LIKE conditions), never hard-coded.
 """
 
 import contextlib
+import json
+import os
 
 import pytest
 from helpers import MigrationSetup, connect, create_database, drop_database, query, row_counts
+from role_helpers import MigrationSetup as RoleSetup
 
 from ansible_collections.wfu.multisite.plugins.module_utils import content_policy
 from ansible_collections.wfu.multisite.plugins.module_utils import tables as tbl
@@ -44,9 +47,9 @@ def execute(server, database, statements):
         conn.commit()
 
 
-def enrich_source_site(setup, site_id):
+def enrich_source_site(server, database, prefix, site_id):
     """Give a source site what the policy is about, with the site's URL inside so the search-replace matters."""
-    p = tbl.site_table_prefix(setup.source.prefix, site_id)
+    p = tbl.site_table_prefix(prefix, site_id)
     url = "%s/site%d" % (DEV, site_id)
     statements = []
     comments = [(9001, "trash"), (9002, "trash"), (9003, "spam"), (9004, "spam"), (9005, "1"), (9006, "0")]
@@ -86,7 +89,7 @@ def enrich_source_site(setup, site_id):
     for name, value in options:
         statements.append(("INSERT INTO `%soptions` (option_name, option_value, autoload) VALUES (%%s, %%s, 'off')" % p,
                            (name, value)))
-    execute(setup.source.server, setup.source.database, statements)
+    execute(server, database, statements)
 
 
 def give_target_its_own_values(setup, site_id):
@@ -114,7 +117,7 @@ def policy(servers, request):
         setup.migration_database = create_database(servers["source"], prefix="mig")
     setup.route = request.param
     for site_id in (1, 2, 3):
-        enrich_source_site(setup, site_id)
+        enrich_source_site(setup.source.server, setup.source.database, setup.source.prefix, site_id)
     give_target_its_own_values(setup, 2)
     yield setup
     if request.param == "insert_select":
@@ -306,7 +309,7 @@ def test_every_copy_method_filters_and_verifies_net_of_what_was_left_out(servers
     """copy_tables itself, in each method, with the site's conditions."""
     setup = MigrationSetup(servers, NetworkSpec(url=DEV, sites=2, posts_per_site=3), None)
     try:
-        enrich_source_site(setup, 2)
+        enrich_source_site(setup.source.server, setup.source.database, setup.source.prefix, 2)
         expected = expected_site(setup, 2)
         source = Database.from_params(setup.source.server.connection(setup.source.database))
         dest_server = "source" if method == "insert_select" else "target"
@@ -320,5 +323,58 @@ def test_every_copy_method_filters_and_verifies_net_of_what_was_left_out(servers
         for table, (kept, _left_out) in expected.items():
             assert all_keys(servers[dest_server], dest_database, "wp_2_", table) == kept, table
             assert result["tables"]["wp_2_" + table]["rows"] == len(kept)
+    finally:
+        setup.drop()
+
+
+# -- through the role: the options saved with the migration, passed on, their outcome recorded ----------------------
+
+def test_the_role_passes_the_policy_on_and_records_what_was_left_out_and_kept(servers, tmp_path):
+    setup = RoleSetup(servers, tmp_path, NetworkSpec(url=DEV, subdomain=True, seed=5, site_ids=[1, 2],
+                                                     posts_per_site=2))
+    try:
+        settings_file = os.path.join(setup.directory, "group_vars", "all.yml")
+        with open(settings_file, encoding="utf-8") as handle:
+            settings = json.load(handle)
+        settings["wfu_environments"]["uat"].update(preserve_options=["blog_public", "wfu_uat_only"],
+                                                   preserve_sitemeta=["active_sitewide_plugins"])
+        with open(settings_file, "w", encoding="utf-8") as handle:
+            json.dump(settings, handle)
+        enrich_source_site(setup.source, setup.source_db, "wp_", 2)
+        p = "wp_2_"
+        left_out = {p + table: len(all_keys(setup.source, setup.source_db, p, table)) -
+                    len(kept_keys(setup.source, setup.source_db, p, table)) for table in POLICY_TABLES}
+        site_transients = query(setup.source, setup.source_db,
+                                "SELECT COUNT(*) FROM wp_sitemeta WHERE LEFT(meta_key, 16) = '_site_transient_'")[0][0]
+        options = dict(exclude_transients=True, exclude_spam_comments=True, exclude_revisions=True,
+                       exclude_post_types="event")
+
+        first = setup.run(source_env="dev", target_env="uat", **options)
+        assert first.returncode == 0, first.stdout[-6000:]
+        state = setup.state()
+        assert state["status"] == "completed"
+        assert {key: state["options"][key] for key in options} == dict(options, exclude_post_types=["event"])
+        assert state["sites"]["2"]["result"]["excluded"] == left_out
+        assert state["sites"]["2"]["result"]["preserved"] == []
+        assert state["network_tables"]["result"]["excluded"] == {"wp_sitemeta": site_transients}
+        assert query(setup.target, setup.target_db, "SELECT COUNT(*) FROM wp_2_posts WHERE post_type IN "
+                     "('revision', 'event')")[0][0] == 0
+
+        # Now uat has the site and the network, with values of its own: a second migration keeps them.
+        execute(setup.target, setup.target_db, [
+            ("UPDATE wp_2_options SET option_value = '0' WHERE option_name = 'blog_public'", None),
+            ("INSERT INTO wp_2_options (option_name, option_value, autoload) VALUES ('wfu_uat_only', 'uat', 'no')",
+             None),
+            ("UPDATE wp_sitemeta SET meta_value = 'a:0:{}' WHERE meta_key = 'active_sitewide_plugins'", None)])
+        second = setup.run(source_env="dev", target_env="uat", **options)
+        assert second.returncode == 0, second.stdout[-6000:]
+        latest = setup.state(setup.migration_ids()[-1])
+        assert latest["sites"]["2"]["result"]["preserved"] == ["blog_public", "wfu_uat_only"]
+        assert latest["network_tables"]["result"]["preserved"] == ["active_sitewide_plugins"]
+        kept = query(setup.target, setup.target_db, "SELECT option_name, option_value FROM wp_2_options WHERE "
+                     "option_name IN ('blog_public', 'wfu_uat_only')")
+        assert dict(kept) == {"blog_public": "0", "wfu_uat_only": "uat"}
+        assert query(setup.target, setup.target_db, "SELECT meta_value FROM wp_sitemeta WHERE "
+                     "meta_key = 'active_sitewide_plugins'") == (("a:0:{}",),)
     finally:
         setup.drop()
