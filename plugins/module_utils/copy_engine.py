@@ -265,9 +265,11 @@ def verify_copy(source, dest, mapping, rows_before, deadline=None, arrived=None,
             target = mapping[name]
             if arrived[target] != rows_now[name]:
                 changed = " (the source changed during the copy)" if rows_now[name] != rows_before[name] else ""
+                kept = " rows to copy (net of the rows the content policy leaves out)" if name in filters else ""
                 raise MigrationError(
-                    "%s.%s has %d rows after the copy, but %s.%s had %d before the copy and has %d now%s"
-                    % (dest_db, target, arrived[target], source_db, name, rows_before[name], rows_now[name], changed),
+                    "%s.%s has %d rows after the copy, but %s.%s had %d%s before the copy and has %d now%s"
+                    % (dest_db, target, arrived[target], source_db, name, rows_before[name], kept, rows_now[name],
+                       changed),
                     table=name, phase="copy", reason=VERIFICATION)
     return arrived
 

@@ -179,7 +179,8 @@ backup:
   returned: success
   type: dict
 durations:
-  description: Seconds spent in each phase (prepare, clean, copy, replace, stage, verify, backup, swap, cleanup).
+  description:
+    - Seconds spent in each phase (prepare, clean, copy, replace, stage, preserve, verify, backup, swap, cleanup).
   returned: always
   type: dict
 plan:
