@@ -488,24 +488,32 @@ class _TablePipeline:
         live_of = {w: tbl.retarget_table(t, self.source.prefix, self.target.prefix) for t, w in work.items()}
         return live_of, {w: tbl.stage_table(live) for w, live in live_of.items()}
 
-    def _preserve(self, tgt_conn, live, names, rows, expected):
+    def _preserve(self, tgt_conn, live, names, rows, expected, present):
         """Give the staged ``live`` table the target's values of ``names`` (``content_policy.OPTIONS_ROWS`` or
         ``SITEMETA_ROWS``) and count the rows that adds in ``expected``; return the names preserved.
 
-        Nothing is preserved where the target has no such table yet: a site new to it keeps the source's values.
+        Nothing is preserved where the target has no such table yet (``present``: the target's tables): a site
+        new to it keeps the source's values.
         """
         staged = tbl.stage_table(live)
-        if not names or staged not in expected or live not in tbl.list_tables(tgt_conn, self.target.database):
+        if not names or staged not in expected or live not in present:
             return []
         preserved, inserted = content_policy.preserve_target_values(
             tgt_conn, self.target.database, staged, live, names, rows)
         expected[staged] += inserted
         return preserved
 
+    def _preserved_in_target(self, tgt_conn, live, names, rows, present):
+        """The ``names`` the target's ``live`` table has: what ``_preserve`` would keep (the plan's)."""
+        if live not in present:
+            return []
+        return content_policy.present_names(tgt_conn, self.target.database, live, rows[0][-1], names)
+
     def _excluded_in_source(self, src_conn):
-        """``{source table: rows the content policy leaves out}``, counted now (the plan's)."""
+        """``{target table: rows the content policy leaves out}``, counted now (the plan's)."""
         counts = tbl.filtered_row_counts(src_conn, self.source.database, self.filters)
-        return {table: rows - kept for table, (rows, kept) in counts.items()}
+        return {tbl.retarget_table(table, self.source.prefix, self.target.prefix): rows - kept
+                for table, (rows, kept) in counts.items()}
 
     def _drop_leftovers_of_success(self, mig_conn, tgt_conn, existing, work):
         """After a verified swap: drop the previous tables (unless kept) and the work copies; return what was kept."""
@@ -695,9 +703,8 @@ class SiteMigration(_TablePipeline):
         options_live = self._options_live()
         with contextlib.closing(self.target.db.connect(deadline=self.deadline)) as tgt_conn:
             target_tables = tbl.list_tables(tgt_conn, self.target.database)
-            preserved = content_policy.present_names(tgt_conn, self.target.database, options_live, "option_name",
-                                                     self.target.preserve_options) \
-                if options_live in target_tables else []
+            preserved = self._preserved_in_target(tgt_conn, options_live, self.target.preserve_options,
+                                                  content_policy.OPTIONS_ROWS, target_tables)
         live = [tbl.retarget_table(t, self.source.prefix, self.target.prefix) for t in tables]
         return {
             "site_id": self.site_id,
@@ -712,8 +719,7 @@ class SiteMigration(_TablePipeline):
             "target_only_rule": self.target_only_rule,
             "rules": rules_for_display(rules),
             # The content policy: rows that would be left out, by target table, and the options the target keeps.
-            "excluded": {tbl.retarget_table(t, self.source.prefix, self.target.prefix): rows
-                         for t, rows in excluded.items()},
+            "excluded": excluded,
             "preserved": preserved,
         }
 
@@ -749,13 +755,13 @@ class SiteMigration(_TablePipeline):
                                   {"source": src_conn, "target": tgt_conn, "migration": mig_conn})
                 copied, expected = flow.run()
             options_live = self._options_live()
+            present = tbl.list_tables(tgt_conn, self.target.database)
             with self.timer.phase("preserve"):
                 preserved = self._preserve(tgt_conn, options_live, self.target.preserve_options,
-                                           content_policy.OPTIONS_ROWS, expected)
+                                           content_policy.OPTIONS_ROWS, expected, present)
             with self.timer.phase("verify"):
                 self._verify_counts(tgt_conn, expected)
                 self._verify_urls(tgt_conn, tbl.stage_table(options_live), expected_url)
-            present = tbl.list_tables(tgt_conn, self.target.database)
             replaced_live = set(present) & set(live_of.values())
             target_only = self._target_only(present, live_of.values())
             # Tables moved aside go with the replaced ones: into the backup dump, renamed wfu_old__ in the swap.
@@ -911,9 +917,9 @@ class NetworkMigration(_TablePipeline):
         sitemeta = self.target.prefix + "sitemeta"
         with contextlib.closing(self.target.db.connect(deadline=self.deadline)) as tgt_conn:
             target_only = self._target_only_sites(tgt_conn, blogs, addresses)
-            preserved = content_policy.present_names(tgt_conn, self.target.database, sitemeta, "meta_key",
-                                                     self.target.preserve_sitemeta) \
-                if sitemeta in tbl.list_tables(tgt_conn, self.target.database) else []
+            preserved = self._preserved_in_target(tgt_conn, sitemeta, self.target.preserve_sitemeta,
+                                                  content_policy.SITEMETA_ROWS,
+                                                  tbl.list_tables(tgt_conn, self.target.database))
         mapping = [dict(blog_id=b["blog_id"], source="%s%s" % (b["domain"], b["path"]),
                         target="%s%s" % addresses[b["blog_id"]]) for b in blogs]
         return {"tables": [{"source": t, "target": tbl.retarget_table(t, self.source.prefix, self.target.prefix),
@@ -921,9 +927,7 @@ class NetworkMigration(_TablePipeline):
                 "sites": mapping,
                 "target_only_sites": _site_summaries(target_only),
                 "rules": rules_for_display(derive_rules(self.source.addressing, self.target.addressing, network)),
-                "excluded": {tbl.retarget_table(t, self.source.prefix, self.target.prefix): rows
-                             for t, rows in excluded.items()},
-                "preserved": preserved}
+                "excluded": excluded, "preserved": preserved}
 
     def _run(self):
         if self.check_mode:
@@ -954,12 +958,13 @@ class NetworkMigration(_TablePipeline):
             live_of, stage_of = self._names(work)
             with self.timer.phase("stage"):
                 expected = self._stage(mig_conn, stage_of, counts=counts, tgt_conn=tgt_conn)
+            present = tbl.list_tables(tgt_conn, self.target.database)
             with self.timer.phase("preserve"):
                 preserved = self._preserve(tgt_conn, self.target.prefix + "sitemeta", self.target.preserve_sitemeta,
-                                           content_policy.SITEMETA_ROWS, expected)
+                                           content_policy.SITEMETA_ROWS, expected, present)
             with self.timer.phase("verify"):
                 self._verify_counts(tgt_conn, expected)
-            existing = set(tbl.list_tables(tgt_conn, self.target.database)) & set(live_of.values())
+            existing = set(present) & set(live_of.values())
             with self.timer.phase("backup"):
                 backup_path = self._backup_file(existing, "network")
             with self.timer.phase("swap"):
