@@ -274,6 +274,18 @@ options:
           - The environment's media setting (C(s3) or C(path)). Not used here - M(wfu.multisite.wfu_media_sync)
             reads it; accepted so that the whole environment can be given.
         type: dict
+      preserve_options:
+        description:
+          - As the target, the site options whose target values a migration keeps for a site the target already has
+            (C(blog_public), C(admin_email), C(active_plugins)...); a site new to the target keeps the source's.
+        type: list
+        elements: str
+      preserve_sitemeta:
+        description:
+          - As the target, the network options (C(wp_sitemeta) meta keys) whose target values the network tables'
+            migration keeps (C(active_sitewide_plugins)...).
+        type: list
+        elements: str
       db:
         description: Connection to the environment's database.
         type: dict
@@ -383,6 +395,18 @@ options:
           - The environment's media setting (C(s3) or C(path)). Not used here - M(wfu.multisite.wfu_media_sync)
             reads it; accepted so that the whole environment can be given.
         type: dict
+      preserve_options:
+        description:
+          - As the target, the site options whose target values a migration keeps for a site the target already has
+            (C(blog_public), C(admin_email), C(active_plugins)...); a site new to the target keeps the source's.
+        type: list
+        elements: str
+      preserve_sitemeta:
+        description:
+          - As the target, the network options (C(wp_sitemeta) meta keys) whose target values the network tables'
+            migration keeps (C(active_sitewide_plugins)...).
+        type: list
+        elements: str
       db:
         description: Connection to the environment's database.
         type: dict
@@ -494,4 +518,11 @@ options:
         then the call fails as C(systemic) (reason C(site_in_use)), naming the connection that holds it.
     type: int
     default: 60
+  exclude_transients:
+    description:
+      - Leave out transients at copy time - the site options C(_transient_*) and C(_site_transient_*) with their
+        C(_timeout_) rows, and for the network tables the C(_site_transient_*) rows of C(wp_sitemeta).
+      - WordPress rebuilds them on demand; the copy is verified against the source's rows net of them.
+    type: bool
+    default: false
 """

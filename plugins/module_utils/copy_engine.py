@@ -117,7 +117,7 @@ _DEFINITION_LINE = re.compile(rb"\n(?:  `|\) ENGINE=)[^\n]*")
 # -- public entry point ---------------------------------------------------------------------------------------------
 
 def copy_tables(source, tables, dest, rename=None, method="auto", work_dir=None, deadline=None, source_rows=None,
-                verify=True, source_conn=None, dest_conn=None):
+                verify=True, source_conn=None, dest_conn=None, filters=None):
     """Copy ``tables`` from the ``source`` database to the ``dest`` database; return what was copied.
 
     ``source`` and ``dest`` are ``db.Database`` values.  ``rename`` maps a source
@@ -134,9 +134,13 @@ def copy_tables(source, tables, dest, rename=None, method="auto", work_dir=None,
     with one count of its own.  ``source_conn`` and ``dest_conn`` are open connections to ``source`` and
     ``dest`` the copy may use (its own are opened otherwise); they belong to the caller's thread.
 
-    Returns ``{method, tables: {dest_table: {rows, bytes}}, rows, bytes, seconds}``
-    where ``bytes`` is the source's data + index size.  Raises MigrationError
-    (phase ``copy``) classified ``systemic`` or ``site``.
+    ``filters`` (``{source_table: SQL condition}``, built by content_policy.py) copy only the rows of a table that
+    meet its condition, in every method; the source is counted under the same condition, so the verification
+    compares the rows kept, and the rows left out are reported.
+
+    Returns ``{method, tables: {dest_table: {rows, bytes}}, rows, bytes, seconds, excluded: {dest_table: rows}}``
+    where ``bytes`` is the source's data + index size and ``excluded`` has the rows each filtered table left out.
+    Raises MigrationError (phase ``copy``) classified ``systemic`` or ``site``.
     """
     started = time.monotonic()
     deadline = deadline or Deadline()
@@ -147,10 +151,14 @@ def copy_tables(source, tables, dest, rename=None, method="auto", work_dir=None,
     if overlap and source.same_database(dest):
         raise ConfigError("copying %s into the same database under the same names would destroy them (%s); give "
                           "the copies other names" % (source, ", ".join(overlap)))
+    filters = dict(filters or {})
+    stray = sorted(set(filters) - set(mapping))
+    if stray:
+        raise ConfigError("filters name tables that are not being copied: %s" % ", ".join(stray))
     chosen = choose_method(source, dest, method)
     if work_dir:
         os.makedirs(work_dir, mode=0o700, exist_ok=True)
-    result = {"method": chosen, "tables": {}, "rows": 0, "bytes": 0, "seconds": 0.0}
+    result = {"method": chosen, "tables": {}, "rows": 0, "bytes": 0, "seconds": 0.0, "excluded": {}}
     if not mapping:
         return result
     try:
@@ -161,20 +169,24 @@ def copy_tables(source, tables, dest, rename=None, method="auto", work_dir=None,
                 raise MigrationError("source table %s does not exist in %s" % (", ".join(missing), source),
                                      table=missing[0], phase="copy", failure_class="site")
             known = dict(source_rows or {})
-            unknown = [name for name in mapping if name not in known]
+            unknown = [name for name in mapping if name not in known and name not in filters]
             rows_before = dict(known, **tbl.exact_row_counts(conn, source.database, unknown))
+            filtered = tbl.filtered_row_counts(conn, source.database,
+                                               {name: where for name, where in filters.items() if name not in known})
+            rows_before.update({name: kept for name, (_rows, kept) in filtered.items()})
+            result["excluded"] = {mapping[name]: rows - kept for name, (rows, kept) in filtered.items()}
             collations = {}
             if chosen != "insert_select":
                 collations = _collations_to_replace(conn, source, list(mapping), dest, deadline, dest_conn)
         if chosen == "insert_select":
-            written = _copy_by_insert_select(source, mapping, dest, deadline, source_conn)
+            written = _copy_by_insert_select(source, mapping, dest, deadline, source_conn, filters)
         elif chosen == "dump":
-            written = _copy_by_dump(source, mapping, dest, collations, work_dir, deadline)
+            written = _copy_by_dump(source, mapping, dest, collations, work_dir, deadline, filters)
         else:
-            written = _copy_by_pymysql(source, mapping, dest, collations, deadline)
+            written = _copy_by_pymysql(source, mapping, dest, collations, deadline, filters)
         if verify:
             counts = verify_copy(source, dest, mapping, rows_before, deadline, arrived=written, source_conn=source_conn,
-                                 dest_conn=dest_conn)
+                                 dest_conn=dest_conn, filters=filters)
         else:
             counts = {target: rows_before.get(name) for name, target in mapping.items()}
     except MigrationError as exc:
@@ -223,7 +235,8 @@ def choose_method(source, dest, method="auto"):
     return method
 
 
-def verify_copy(source, dest, mapping, rows_before, deadline=None, arrived=None, source_conn=None, dest_conn=None):
+def verify_copy(source, dest, mapping, rows_before, deadline=None, arrived=None, source_conn=None, dest_conn=None,
+                filters=None):
     """Compare the row count of each destination table with its source; return ``{dest_table: rows}``.
 
     ``rows_before`` are the source counts taken just before the copy.  ``arrived``
@@ -231,8 +244,10 @@ def verify_copy(source, dest, mapping, rows_before, deadline=None, arrived=None,
     reported writing (``INSERT … SELECT``'s affected rows); a table not in it is
     counted in the destination.  A live source may change while it is copied, so a
     destination that matches the source count either before or after the copy is
-    accepted; anything else raises MigrationError (reason ``verification``).
+    accepted; anything else raises MigrationError (reason ``verification``).  A table of ``filters`` is counted in
+    the source under its condition, as it was copied.
     """
+    filters = dict(filters or {})
     source_db, dest_db = source.database, dest.database
     arrived = dict(arrived or {})
     uncounted = [target for target in mapping.values() if target not in arrived]
@@ -242,14 +257,18 @@ def verify_copy(source, dest, mapping, rows_before, deadline=None, arrived=None,
     differing = [name for name, target in mapping.items() if arrived[target] != rows_before[name]]
     if differing:
         with _connection(source, source_conn, deadline) as conn:
-            rows_now = tbl.exact_row_counts(conn, source_db, differing)
+            rows_now = tbl.exact_row_counts(conn, source_db, [name for name in differing if name not in filters])
+            rows_now.update({name: kept for name, (_rows, kept) in tbl.filtered_row_counts(
+                conn, source_db, {name: filters[name] for name in differing if name in filters}).items()})
         for name in differing:
             target = mapping[name]
             if arrived[target] != rows_now[name]:
                 changed = " (the source changed during the copy)" if rows_now[name] != rows_before[name] else ""
+                kept = " rows to copy (net of the rows the content policy leaves out)" if name in filters else ""
                 raise MigrationError(
-                    "%s.%s has %d rows after the copy, but %s.%s had %d before the copy and has %d now%s"
-                    % (dest_db, target, arrived[target], source_db, name, rows_before[name], rows_now[name], changed),
+                    "%s.%s has %d rows after the copy, but %s.%s had %d%s before the copy and has %d now%s"
+                    % (dest_db, target, arrived[target], source_db, name, rows_before[name], kept, rows_now[name],
+                       changed),
                     table=name, phase="copy", reason=VERIFICATION)
     return arrived
 
@@ -304,14 +323,17 @@ ClientCommand = collections.namedtuple("ClientCommand", "argv fds")
 ClientCommand.__doc__ = "A client program's argv and the file descriptors (its option file) it must inherit."
 
 
-def dump_command(dump_path, options, database, tables):
+def dump_command(dump_path, options, database, tables, where=None):
     """The dump of ``tables``: the option file first, then our flags, the database and its tables.
 
-    ``options`` is what ``Database.client_options()`` yields.
+    ``options`` is what ``Database.client_options()`` yields; ``where`` a condition on the rows dumped (of every
+    table of the dump).
     """
     flags = list(DUMP_FLAGS)
     if is_mysql_tool(dump_path):
         flags.extend(MYSQL_DUMP_FLAGS)
+    if where is not None:
+        flags.append("--where=" + where)
     argument, fd = options
     return ClientCommand([dump_path, argument] + flags + [database] + list(tables), (fd,))
 
@@ -417,7 +439,17 @@ def _collations_to_replace(source_conn, source, tables, dest, deadline, dest_con
     return {name: MYSQL_ONLY_COLLATIONS[name] for name in sorted(used - known)}
 
 
-def _copy_by_dump(source, mapping, dest, collations, work_dir, deadline):
+def _copy_by_dump(source, mapping, dest, collations, work_dir, deadline, filters=None):
+    """One dump of the unfiltered tables, and one of each filtered table (``--where`` applies to a whole dump)."""
+    filters = filters or {}
+    plain = {name: target for name, target in mapping.items() if name not in filters}
+    parts = ([(plain, None)] if plain else []) + [({name: mapping[name]}, where) for name, where in filters.items()]
+    for part, where in parts:
+        _dump_and_load(source, part, dest, collations, work_dir, deadline, where)
+    return {}  # the loader does not say how many rows it wrote: the destination is counted
+
+
+def _dump_and_load(source, mapping, dest, collations, work_dir, deadline, where):
     dump_path, client_path = required_client_tools()
     rewriter = DumpRewriter(renames=mapping, collations=collations)
     with contextlib.ExitStack() as stack:
@@ -425,7 +457,7 @@ def _copy_by_dump(source, mapping, dest, collations, work_dir, deadline):
         dest_options = stack.enter_context(dest.client_options())
         dump_errors = stack.enter_context(tempfile.TemporaryFile(prefix="wfu-dump-", dir=work_dir))
         load_errors = stack.enter_context(tempfile.TemporaryFile(prefix="wfu-load-", dir=work_dir))
-        pipeline = DumpPipeline(dump_command(dump_path, source_options, source.database, list(mapping)),
+        pipeline = DumpPipeline(dump_command(dump_path, source_options, source.database, list(mapping), where),
                                 load_command(client_path, dest_options, dest.database),
                                 dump_errors, load_errors, rewriter if rewriter.active else None, deadline)
         pipeline.run()
@@ -443,7 +475,6 @@ def _copy_by_dump(source, mapping, dest, collations, work_dir, deadline):
                                                    text or "no error message"),
                              table=_table_named_in(text, mapping), phase="copy", error_code=message_error_code(text),
                              reason=message_reason(text), database=database)
-    return {}  # the loader does not say how many rows it wrote: the destination is counted
 
 
 def _table_named_in(text, mapping):
@@ -595,9 +626,10 @@ def _error_text(handle, limit=64 * 1024):
 
 # -- same server: INSERT ... SELECT ----------------------------------------------------------------------------------
 
-def _copy_by_insert_select(source, mapping, dest, deadline, source_conn=None):
+def _copy_by_insert_select(source, mapping, dest, deadline, source_conn=None, filters=None):
     """Copy on the server; return ``{dest_table: rows}`` as each ``INSERT … SELECT`` reported them."""
     source_db, dest_db = source.database, dest.database
+    filters = filters or {}
     written = {}
     with _connection(source, source_conn, deadline) as conn, conn.cursor() as cur:
         cur.execute(COPY_SESSION)
@@ -612,9 +644,14 @@ def _copy_by_insert_select(source, mapping, dest, deadline, source_conn=None):
                 columns = ", ".join(quote_identifier(column) for column, _kind in _copyable_columns(cur, source_db, name))
                 cur.execute("DROP TABLE IF EXISTS " + qualified(dest_db, target))
                 cur.execute("CREATE TABLE %s LIKE %s" % (qualified(dest_db, target), qualified(source_db, name)))
-                written[target] = cur.execute("INSERT INTO %s (%s) SELECT %s FROM %s" % (
-                    qualified(dest_db, target), columns, columns, qualified(source_db, name)))
+                written[target] = cur.execute("INSERT INTO %s (%s) SELECT %s FROM %s%s" % (
+                    qualified(dest_db, target), columns, columns, qualified(source_db, name), _where(filters, name)))
     return written
+
+
+def _where(filters, table):
+    """`` WHERE <condition>`` of ``table`` in ``filters``, or nothing."""
+    return " WHERE " + filters[table] if table in filters else ""
 
 
 @contextlib.contextmanager
@@ -645,9 +682,10 @@ def _copyable_columns(cur, database, table):
 
 # -- no client tools: stream through PyMySQL -------------------------------------------------------------------------
 
-def _copy_by_pymysql(source, mapping, dest, collations, deadline):
+def _copy_by_pymysql(source, mapping, dest, collations, deadline, filters=None):
     """Stream the rows through this process; return ``{dest_table: rows}`` as the INSERTs reported them."""
     source_db, dest_db = source.database, dest.database
+    filters = filters or {}
     written = {}
     with source.connect(deadline=deadline) as reader, dest.connect(deadline=deadline) as writer:
         # Values arrive as the server's bytes and go back as literals: nothing is decoded or converted.
@@ -668,20 +706,20 @@ def _copy_by_pymysql(source, mapping, dest, collations, deadline):
                     out.execute("DROP TABLE IF EXISTS " + qualified(dest_db, target))
                     out.execute(create)
                     written[target] = _stream_rows(reader, out, (source_db, name), (dest_db, target), columns,
-                                                   packet_limit, deadline)
+                                                   packet_limit, deadline, _where(filters, name))
             meta.execute("COMMIT")
     return written
 
 
-def _stream_rows(reader, out, source, target, columns, packet_limit, deadline):
-    """Send the rows of the ``(database, table)`` source as multi-row INSERTs of a few MB into ``target``; return
-    the rows the INSERTs wrote."""
+def _stream_rows(reader, out, source, target, columns, packet_limit, deadline, where=""):
+    """Send the rows of the ``(database, table)`` source (those ``where`` keeps) as multi-row INSERTs of a few MB
+    into ``target``; return the rows the INSERTs wrote."""
     statement_limit = max(64 * 1024, min(PYMYSQL_STATEMENT_BYTES, packet_limit - 64 * 1024))
     column_list = ", ".join(quote_identifier(column) for column, _kind in columns)
     head = ("INSERT INTO %s (%s) VALUES " % (qualified(*target), column_list)).encode("utf-8")
     renderers = [_renderer(kind) for _column, kind in columns]
     with reader.cursor(pymysql.cursors.SSCursor) as rows:
-        rows.execute("SELECT %s FROM %s" % (column_list, qualified(*source)))
+        rows.execute("SELECT %s FROM %s%s" % (column_list, qualified(*source), where))
         batch, size, written = [], len(head), 0
         for row in rows:
             values = b"(" + b",".join(b"NULL" if value is None else render(value)

@@ -13,7 +13,7 @@ from ansible_collections.wfu.multisite.plugins.module_utils.pipeline import Endp
 from ansible_collections.wfu.multisite.plugins.module_utils.processes import find_playbook_pid
 
 PIPELINE_OPTION_KEYS = ("backup", "backup_dir", "backup_name", "backup_s3", "keep_backup_tables", "skip_columns",
-                        "work_dir", "lock_wait")
+                        "work_dir", "lock_wait", "exclude_transients")
 
 
 def run_pipeline(module, pipeline_class, **extra):

@@ -26,7 +26,7 @@ import queue
 import threading
 import time
 
-from ansible_collections.wfu.multisite.plugins.module_utils import rollback
+from ansible_collections.wfu.multisite.plugins.module_utils import content_policy, rollback
 from ansible_collections.wfu.multisite.plugins.module_utils import server_locks
 from ansible_collections.wfu.multisite.plugins.module_utils import tables as tbl
 from ansible_collections.wfu.multisite.plugins.module_utils.copy_engine import copy_tables, dump_to_file
@@ -67,6 +67,10 @@ class Endpoint:
         if not self.database:
             raise ConfigError("environment %s: db.database is missing" % self.name)
         self.prefix = tbl.validate_prefix(settings.get("table_prefix") or "wp_")
+        # As a target: the site options and network options whose values it keeps (content_policy.py).
+        self.preserve_options, self.preserve_sitemeta = (
+            content_policy.preserved_names(settings, key, "environment %s" % self.name)
+            for key in content_policy.PRESERVE_KEYS)
         self.addressing = Environment.from_config(self.name, {k: v for k, v in settings.items() if v is not None})
 
     def playing(self, role):
@@ -213,6 +217,7 @@ class _TableFlow:
         # source through its source connection, the stager writes through its target and migration DB ones.
         self.lent = lent
         self.copied = {}
+        self.excluded = {}
         self.expected = {}
         self.method = None
         self.failure = None
@@ -234,6 +239,7 @@ class _TableFlow:
                     result = p._copy_to_work(  # pylint: disable=protected-access
                         [table], {table: self.work[table]}, connections=(src_conn, mig_conn))
                 self.copied.update(result["tables"])
+                self.excluded.update(result["excluded"])
                 self.method = result["method"]
                 self._to_replace.put(table)
         finally:
@@ -396,6 +402,8 @@ class _TablePipeline:
         self.deadline = Deadline()
         self.created_work = []
         self.created_stage = []
+        # {source table: condition on the rows copied}, from the content policy once the tables are known.
+        self.filters = {}
         # Guards the two lists above: the per-table steps of a site update them from several threads.
         self._books = threading.Lock()
         self.swapped = None
@@ -448,7 +456,7 @@ class _TablePipeline:
         src_conn, mig_conn = connections
         return copy_tables(self.source.db, tables, self.migration, rename=work_names,
                            work_dir=self.options.get("work_dir"), deadline=self.deadline, source_conn=src_conn,
-                           dest_conn=mig_conn)
+                           dest_conn=mig_conn, filters={t: self.filters[t] for t in tables if t in self.filters})
 
     def _replace(self, work, rules, skip_columns, conn=None):
         return replace_in_tables(self.migration, self.migration.database, list(work.values()), rules,
@@ -490,14 +498,32 @@ class _TablePipeline:
         live_of = {w: tbl.retarget_table(t, self.source.prefix, self.target.prefix) for t, w in work.items()}
         return live_of, {w: tbl.stage_table(live) for w, live in live_of.items()}
 
-    def _stage_and_count(self, mig_conn, tgt_conn, work, counts):
-        """Stage the transformed tables in the target and check their row counts; return the name mappings."""
-        live_of, stage_of = self._names(work)
-        with self.timer.phase("stage"):
-            expected = self._stage(mig_conn, stage_of, counts=counts, tgt_conn=tgt_conn)
-        with self.timer.phase("verify"):
-            self._verify_counts(tgt_conn, expected)
-        return live_of, stage_of
+    def _preserve(self, tgt_conn, live, names, rows, expected, present):
+        """Give the staged ``live`` table the target's values of ``names`` (``content_policy.OPTIONS_ROWS`` or
+        ``SITEMETA_ROWS``) and count the rows that adds in ``expected``; return the names preserved.
+
+        Nothing is preserved where the target has no such table yet (``present``: the target's tables): a site
+        new to it keeps the source's values.
+        """
+        staged = tbl.stage_table(live)
+        if not names or staged not in expected or live not in present:
+            return []
+        preserved, inserted = content_policy.preserve_target_values(
+            tgt_conn, self.target.database, staged, live, names, rows)
+        expected[staged] += inserted
+        return preserved
+
+    def _preserved_in_target(self, tgt_conn, live, names, rows, present):
+        """The ``names`` the target's ``live`` table has: what ``_preserve`` would keep (the plan's)."""
+        if live not in present:
+            return []
+        return content_policy.present_names(tgt_conn, self.target.database, live, rows[0][-1], names)
+
+    def _excluded_in_source(self, src_conn):
+        """``{target table: rows the content policy leaves out}``, counted now (the plan's)."""
+        counts = tbl.filtered_row_counts(src_conn, self.source.database, self.filters)
+        return {tbl.retarget_table(table, self.source.prefix, self.target.prefix): rows - kept
+                for table, (rows, kept) in counts.items()}
 
     def _drop_leftovers_of_success(self, mig_conn, tgt_conn, existing, work):
         """After a verified swap: drop the previous tables (unless kept) and the work copies; return what was kept."""
@@ -656,6 +682,7 @@ class SiteMigration(_TablePipeline):
         if self.target_only_rule not in TARGET_ONLY_RULES:
             raise ConfigError("target_only_tables must be one of %s, got %r"
                               % (", ".join(TARGET_ONLY_RULES), self.target_only_rule))
+        content_policy.post_types(self.options.get("exclude_post_types"))
 
     def _context(self, src_conn):
         blogs = read_blogs(src_conn, self.source.database, self.source.prefix)
@@ -671,7 +698,14 @@ class SiteMigration(_TablePipeline):
                 self.source.prefix, self.site_id), self.source.database))
         rules = derive_rules(self.source.addressing, self.target.addressing, network)
         domain, path = map_site_address(row["domain"], row["path"], self.source.addressing, self.target.addressing, network)
+        self.filters = content_policy.site_filters(self.options, self.source.database,
+                                                   tbl.site_table_prefix(self.source.prefix, self.site_id), tables)
         return row, tables, rules, domain, path
+
+    def _options_live(self):
+        """The site's options table in the target."""
+        return tbl.retarget_table(tbl.site_table_prefix(self.source.prefix, self.site_id) + "options",
+                                  self.source.prefix, self.target.prefix)
 
     def _target_only(self, target_tables, live_tables):
         """The site's tables in the target that no source table replaces."""
@@ -681,8 +715,12 @@ class SiteMigration(_TablePipeline):
         with contextlib.closing(self.source.db.connect(deadline=self.deadline)) as src_conn:
             row, tables, rules, domain, path = self._context(src_conn)
             stats = tbl.table_stats(src_conn, self.source.database, tables)
+            excluded = self._excluded_in_source(src_conn)
+        options_live = self._options_live()
         with contextlib.closing(self.target.db.connect(deadline=self.deadline)) as tgt_conn:
             target_tables = tbl.list_tables(tgt_conn, self.target.database)
+            preserved = self._preserved_in_target(tgt_conn, options_live, self.target.preserve_options,
+                                                  content_policy.OPTIONS_ROWS, target_tables)
         live = [tbl.retarget_table(t, self.source.prefix, self.target.prefix) for t in tables]
         return {
             "site_id": self.site_id,
@@ -696,6 +734,9 @@ class SiteMigration(_TablePipeline):
             "target_only_tables": self._target_only(target_tables, live),
             "target_only_rule": self.target_only_rule,
             "rules": rules_for_display(rules),
+            # The content policy: rows that would be left out, by target table, and the options the target keeps.
+            "excluded": excluded,
+            "preserved": preserved,
         }
 
     def _run(self):
@@ -729,12 +770,14 @@ class SiteMigration(_TablePipeline):
                 flow = _TableFlow(self, order, work, stage_of, replace,
                                   {"source": src_conn, "target": tgt_conn, "migration": mig_conn})
                 copied, expected = flow.run()
+            options_live = self._options_live()
+            present = tbl.list_tables(tgt_conn, self.target.database)
+            with self.timer.phase("preserve"):
+                preserved = self._preserve(tgt_conn, options_live, self.target.preserve_options,
+                                           content_policy.OPTIONS_ROWS, expected, present)
             with self.timer.phase("verify"):
                 self._verify_counts(tgt_conn, expected)
-                options_live = tbl.retarget_table(tbl.site_table_prefix(self.source.prefix, self.site_id) + "options",
-                                                  self.source.prefix, self.target.prefix)
                 self._verify_urls(tgt_conn, tbl.stage_table(options_live), expected_url)
-            present = tbl.list_tables(tgt_conn, self.target.database)
             replaced_live = set(present) & set(live_of.values())
             target_only = self._target_only(present, live_of.values())
             # Tables moved aside go with the replaced ones: into the backup dump, renamed wfu_old__ in the swap.
@@ -762,6 +805,8 @@ class SiteMigration(_TablePipeline):
             "blog_row_created": registered,
             "rows": sum(entry["rows"] for entry in copied.values()),
             "bytes": sum(entry["bytes"] for entry in copied.values()),
+            "excluded": {live_of[w]: rows for w, rows in flow.excluded.items()},
+            "preserved": preserved,
             "copy_method": flow.method,
             "replacements": replaced["tables"],
             "rows_changed": replaced["rows_changed"],
@@ -849,6 +894,7 @@ class NetworkMigration(_TablePipeline):
         if self.source.prefix + "blogs" not in tables:
             raise self._error("%s has no %sblogs table: not a multisite network, or wrong table_prefix"
                               % (self.source.database, self.source.prefix))
+        self.filters = content_policy.network_filters(self.options, self.source.prefix, tables)
         return tables
 
     def _addresses(self, blogs, network):
@@ -882,16 +928,22 @@ class NetworkMigration(_TablePipeline):
             blogs = read_blogs(src_conn, self.source.database, self.source.prefix)
             network = Network.from_rows(blogs)
             stats = tbl.table_stats(src_conn, self.source.database, tables)
+            excluded = self._excluded_in_source(src_conn)
         addresses = self._addresses(blogs, network)
+        sitemeta = self.target.prefix + "sitemeta"
         with contextlib.closing(self.target.db.connect(deadline=self.deadline)) as tgt_conn:
             target_only = self._target_only_sites(tgt_conn, blogs, addresses)
+            preserved = self._preserved_in_target(tgt_conn, sitemeta, self.target.preserve_sitemeta,
+                                                  content_policy.SITEMETA_ROWS,
+                                                  tbl.list_tables(tgt_conn, self.target.database))
         mapping = [dict(blog_id=b["blog_id"], source="%s%s" % (b["domain"], b["path"]),
                         target="%s%s" % addresses[b["blog_id"]]) for b in blogs]
         return {"tables": [{"source": t, "target": tbl.retarget_table(t, self.source.prefix, self.target.prefix),
                             "rows": stats.get(t, {}).get("rows", 0)} for t in tables],
                 "sites": mapping,
                 "target_only_sites": _site_summaries(target_only),
-                "rules": rules_for_display(derive_rules(self.source.addressing, self.target.addressing, network))}
+                "rules": rules_for_display(derive_rules(self.source.addressing, self.target.addressing, network)),
+                "excluded": excluded, "preserved": preserved}
 
     def _run(self):
         if self.check_mode:
@@ -919,8 +971,16 @@ class NetworkMigration(_TablePipeline):
                 # After the rules: the target's own rows already hold the target's addresses.
                 for work_table, added in self._keep_target_only_sites(tgt_conn, mig_conn, work, target_only).items():
                     counts[work_table] += added
-            live_of, stage_of = self._stage_and_count(mig_conn, tgt_conn, work, counts)
-            existing = set(tbl.list_tables(tgt_conn, self.target.database)) & set(live_of.values())
+            live_of, stage_of = self._names(work)
+            with self.timer.phase("stage"):
+                expected = self._stage(mig_conn, stage_of, counts=counts, tgt_conn=tgt_conn)
+            present = tbl.list_tables(tgt_conn, self.target.database)
+            with self.timer.phase("preserve"):
+                preserved = self._preserve(tgt_conn, self.target.prefix + "sitemeta", self.target.preserve_sitemeta,
+                                           content_policy.SITEMETA_ROWS, expected, present)
+            with self.timer.phase("verify"):
+                self._verify_counts(tgt_conn, expected)
+            existing = set(present) & set(live_of.values())
             with self.timer.phase("backup"):
                 backup_path = self._backup_file(existing, "network")
             with self.timer.phase("swap"):
@@ -932,6 +992,7 @@ class NetworkMigration(_TablePipeline):
                 "bytes": copied.get("bytes", 0), "rows_changed": replaced.get("rows_changed", 0),
                 "replacements": replaced.get("tables", {}), "sites": len(blogs),
                 "target_only_sites": _site_summaries(target_only), "locks": list(self.locks),
+                "excluded": {live_of[w]: rows for w, rows in copied["excluded"].items()}, "preserved": preserved,
                 "backup": {"file": backup_path, "tables": kept}, "durations": dict(self.timer.durations)}
 
     def _keep_target_only_sites(self, tgt_conn, mig_conn, work, target_only):

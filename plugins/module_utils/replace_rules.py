@@ -36,9 +36,9 @@ from ansible_collections.wfu.multisite.plugins.module_utils.search_replace impor
 from ansible_collections.wfu.multisite.plugins.module_utils.tables import MAIN_SITE_ID, validate_site_id
 
 # The keys an environment of wfu_environments may have; anything else is a typo worth reporting.
-# (media is read by the media sync, not by the replacements.)
+# (media is read by the media sync, preserve_options and preserve_sitemeta by the pipeline, not by the replacements.)
 ENVIRONMENT_KEYS = ("url", "db", "table_prefix", "subsite_domain", "site_domains", "aliases", "extra_replacements",
-                    "media")
+                    "media", "preserve_options", "preserve_sitemeta")
 EXTRA_REPLACEMENT_KEYS = ("search", "replace", "targets")
 SCHEMES = ("http", "https")
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 
+from ansible_collections.wfu.multisite.plugins.module_utils.content_policy import (
+    PRESERVE_KEYS, post_types, preserved_names)
 from ansible_collections.wfu.multisite.plugins.module_utils.db import ConfigError, DB_OPTION_KEYS, same_database
 from ansible_collections.wfu.multisite.plugins.module_utils.tables import validate_prefix, validate_site_id
 
@@ -85,6 +87,13 @@ class SiteList(Option):
         if not ids:
             raise ConfigError("%s is empty; give site ids (%s=2,5) or leave the option out" % (name, name))
         return sorted(ids)
+
+
+class PostTypes(Option):
+    """Post type names: a list, or a comma-separated string (``-e exclude_post_types=event,tribe_venue``)."""
+
+    def normalize(self, name, value):
+        return post_types(value, name)
 
 
 class Choice(Option):
@@ -176,6 +185,10 @@ RUN_OPTIONS = {
     "media": Choice(default="auto", choices={"auto": (), "true": ("yes", "on", "1"), "false": ("no", "off", "0")},
                     doc="sync each site's media after its tables (auto: when both environments define media)"),
     "media_delete": Flag(False, doc="delete media of the target's site that the source's site lacks"),
+    "exclude_transients": Flag(False, doc="leave out transients (site options, and site transients of the sitemeta)"),
+    "exclude_spam_comments": Flag(False, doc="leave out spam and trashed comments, with their commentmeta"),
+    "exclude_revisions": Flag(False, doc="leave out revisions and autosaves, with their postmeta and terms"),
+    "exclude_post_types": PostTypes((), doc="leave out posts of these types, with their postmeta and terms"),
     "after_site_tasks": TaskFile(doc="a task file the role includes after each site, once its tables and media are in"),
     "after_run_tasks": TaskFile(doc="a task file the role includes once at the end of a run"),
 }
@@ -186,7 +199,8 @@ RUN_FILTERS = ("include_sites", "exclude_sites")
 
 
 def option_defaults():
-    return {name: option.default for name, option in RUN_OPTIONS.items()}
+    return {name: list(option.default) if isinstance(option.default, tuple) else option.default
+            for name, option in RUN_OPTIONS.items()}
 
 
 def normalize_options(given):
@@ -226,6 +240,8 @@ def check_environments(environments):
         check_database(settings.get("db"), "wfu_environments.%s.db" % name)
         if settings.get("media") is not None:
             check_media(name, settings["media"])
+        for key in PRESERVE_KEYS:
+            preserved_names(settings, key, "wfu_environments.%s" % name)
         if settings.get("table_prefix") is not None:
             try:
                 validate_prefix(settings["table_prefix"])

@@ -25,6 +25,9 @@ def environment_option(required=True):
         )),
         # Read by wfu_media_sync; accepted so that the whole environment can be given.
         media=dict(type="dict"),
+        # Of the target: the site options and network options whose target values a migration keeps.
+        preserve_options=dict(type="list", elements="str"),
+        preserve_sitemeta=dict(type="list", elements="str"),
     ))
 
 
@@ -50,4 +53,5 @@ def pipeline_options():
         work_dir=dict(type="path"),
         timeout=dict(type="int", default=0),
         lock_wait=dict(type="int", default=60),
+        exclude_transients=dict(type="bool", default=False),
     )

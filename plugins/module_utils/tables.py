@@ -228,6 +228,21 @@ def exact_row_counts(conn, database, tables):
     return counts
 
 
+def filtered_row_counts(conn, database, filters):
+    """``{table: (rows, rows kept)}`` for ``{table: condition}``: all rows and those the condition keeps, in one scan.
+
+    The conditions are SQL built by the collection (content_policy.py), never user input.
+    """
+    counts = {}
+    with conn.cursor() as cur:
+        for table, condition in filters.items():
+            cur.execute("SELECT COUNT(*), COUNT(CASE WHEN %s THEN 1 END) FROM %s.%s"
+                        % (condition, quote_identifier(database), quote_identifier(table)))
+            total, kept = cur.fetchone()
+            counts[table] = (int(total), int(kept))
+    return counts
+
+
 def drop_tables(conn, database, tables, views=False):
     """Drop tables (or views), idempotent, a few at a time so one statement never grows huge."""
     tables = list(tables)

@@ -22,7 +22,12 @@ description:
     path are the address a migrated site arrives at, the call fails before anything is written, naming both sites.
   - While it works, the call holds the network tables' server-side lock on the target's server and on the
     migration database's server.
-  - In check mode nothing is changed and the plan (tables, each site's address in the target, rules) is returned.
+  - With O(exclude_transients) the site transients of C(wp_sitemeta) (C(_site_transient_*)) are left out at copy
+    time; RV(excluded) counts them.
+  - The network options that the target environment lists in C(preserve_sitemeta) keep the target's values (set on
+    the staged C(wp_sitemeta) before the swap); see RV(preserved).
+  - In check mode nothing is changed and the plan (tables, each site's address in the target, rules, rows that
+    would be left out, network options that would be preserved) is returned.
 author:
   - WFU Web Platform Team (@wfu)
 options:
@@ -97,6 +102,17 @@ durations:
   description: Seconds per phase.
   returned: always
   type: dict
+excluded:
+  description: Rows the content policy left out, by target table (C(wp_sitemeta) with O(exclude_transients)).
+  returned: success
+  type: dict
+  sample: {"wp_sitemeta": 2}
+preserved:
+  description: The network options whose target values were kept (C(preserve_sitemeta) of the target).
+  returned: success
+  type: list
+  elements: str
+  sample: ["active_sitewide_plugins"]
 plan:
   description: In check mode, what would be done.
   returned: check mode

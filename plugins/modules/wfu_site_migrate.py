@@ -24,7 +24,14 @@ description:
     RV(target_only_tables); O(target_only_tables) decides whether they stay or move aside with the swap.
   - While it works on the site, the call holds the site's server-side lock on the target's server and on the
     migration database's server, so that no other run, on any host, writes the same site at the same time.
-  - In check mode nothing is changed and the plan (tables, sizes, target address, rules) is returned.
+  - The content policy leaves rows out at copy time (O(exclude_transients), O(exclude_spam_comments),
+    O(exclude_revisions), O(exclude_post_types)); the rows left out never reach the migration database, the copy is
+    verified against the source's rows net of them, and RV(excluded) counts them per table.
+  - When the site already exists in the target, the options that the target environment lists in
+    C(preserve_options) keep the target's values (set on the staged options table after the search-replace, before
+    the swap); see RV(preserved). A site new to the target keeps the source's values.
+  - In check mode nothing is changed and the plan (tables, sizes, target address, rules, rows that would be left
+    out, options that would be preserved) is returned.
 author:
   - WFU Web Platform Team (@wfu)
 options:
@@ -47,6 +54,24 @@ options:
       - Check that C(siteurl) and C(home) of the staged site are the site's address in the target before the swap.
     type: bool
     default: true
+  exclude_spam_comments:
+    description:
+      - Leave out the comments whose C(comment_approved) is C(spam) or C(trash), and their C(commentmeta) rows.
+    type: bool
+    default: false
+  exclude_revisions:
+    description:
+      - Leave out the posts of type C(revision) (revisions and autosaves), with their C(postmeta) and
+        C(term_relationships) rows.
+    type: bool
+    default: false
+  exclude_post_types:
+    description:
+      - Leave out the posts of these types, with their C(postmeta) and C(term_relationships) rows.
+      - Names as WordPress keys post types (lower-case letters, digits, C(_) and C(-), at most 20 characters).
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: full
@@ -104,6 +129,18 @@ rows:
   description: Rows copied.
   returned: success
   type: int
+excluded:
+  description:
+    - Rows the content policy left out, by target table (only the tables a policy applies to).
+  returned: success
+  type: dict
+  sample: {"wp_43_comments": 12, "wp_43_commentmeta": 20, "wp_43_options": 31}
+preserved:
+  description: The options whose target values were kept (C(preserve_options) of the target that the target has).
+  returned: success
+  type: list
+  elements: str
+  sample: ["admin_email", "blog_public"]
 bytes:
   description: Bytes copied (as the copy measured them).
   returned: success
@@ -142,7 +179,8 @@ backup:
   returned: success
   type: dict
 durations:
-  description: Seconds spent in each phase (prepare, clean, copy, replace, stage, verify, backup, swap, cleanup).
+  description:
+    - Seconds spent in each phase (prepare, clean, copy, replace, stage, preserve, verify, backup, swap, cleanup).
   returned: always
   type: dict
 plan:
@@ -188,10 +226,14 @@ from ansible_collections.wfu.multisite.plugins.module_utils.spec import pipeline
 def main():
     argument_spec = pipeline_options()
     argument_spec.update(site_id=dict(type="int", required=True), verify_urls=dict(type="bool", default=True),
-                         target_only_tables=dict(type="str", choices=["keep", "move_aside"], default="keep"))
+                         target_only_tables=dict(type="str", choices=["keep", "move_aside"], default="keep"),
+                         exclude_spam_comments=dict(type="bool", default=False),
+                         exclude_revisions=dict(type="bool", default=False),
+                         exclude_post_types=dict(type="list", elements="str", default=[]))
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     run_pipeline(module, SiteMigration, site_id=module.params["site_id"],
-                 option_keys=("verify_urls", "target_only_tables"))
+                 option_keys=("verify_urls", "target_only_tables", "exclude_spam_comments", "exclude_revisions",
+                              "exclude_post_types"))
 
 
 if __name__ == "__main__":
