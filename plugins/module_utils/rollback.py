@@ -608,7 +608,7 @@ class Rollback:
 
 # The files a backup set holds: dumps and manifests, and the temporary names a killed writer can leave.
 SET_FILE = re.compile(r"^(?:(?:site-[1-9][0-9]*|network)(?:-[0-9]+)?(?:\.sql\.gz|\.json|\.sql\.gz\.new(?:\.partial)?)"
-                       r"|\.wfu-.*\.tmp)$")
+                      r"|\.wfu-.*\.tmp)$")
 
 
 def backup_sets(backup_dir):

@@ -44,9 +44,8 @@ def setup(servers, tmp_path):
 
 
 def target_state(setup):
-    tables = sorted(fingerprint(setup.target, setup.target_db))
-    return {"tables": fingerprint(setup.target, setup.target_db), "rows": row_counts(setup.target, setup.target_db,
-                                                                                  tables),
+    tables = fingerprint(setup.target, setup.target_db)
+    return {"tables": tables, "rows": row_counts(setup.target, setup.target_db, sorted(tables)),
             "blogs": query(setup.target, setup.target_db, "SELECT * FROM wp_blogs ORDER BY blog_id")}
 
 

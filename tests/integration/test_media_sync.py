@@ -743,8 +743,8 @@ def test_rsync_dies_with_a_killed_module(tmp_path):
     try:
         give_up = time.monotonic() + 30
         while not rsyncs and time.monotonic() < give_up and syncing.poll() is None:
-            rsyncs[:] = [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _parent(int(pid)) == syncing.pid
-                      and _comm(int(pid)) == "rsync"]
+            rsyncs[:] = [int(pid) for pid in os.listdir("/proc")
+                         if pid.isdigit() and _parent(int(pid)) == syncing.pid and _comm(int(pid)) == "rsync"]
             time.sleep(0.01)
         assert rsyncs, "the sync never started rsync"
         time.sleep(0.3)
