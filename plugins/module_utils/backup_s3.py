@@ -156,10 +156,9 @@ def prune_backups(location, target_env, keep, check_mode=False):
     Returns ``{kept, removed, left, bytes_removed}``.
     """
     from ansible_collections.wfu.multisite.plugins.module_utils.rollback import (
-        BACKUP_NAME_RE, MANIFEST_KIND, SET_FILE)
+        BACKUP_NAME_RE, MANIFEST_KIND, SET_FILE, apply_retention)
 
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-        raise ConfigError("keep_backups must be a whole number of migrations, at least 1, not %r" % (keep,))
+    apply_retention([], keep, None)  # the same check of keep, before anything is listed
     _require_boto3()
     client = media.s3_client(location)
     sets = {}
@@ -188,20 +187,13 @@ def prune_backups(location, target_env, keep, check_mode=False):
         raise _failure(exc, "listing the backups in", location, location.prefix, "cleanup") from exc
     mine = sorted((entry for entry in sets.values() if entry["created"] and entry["envs"] == {target_env}),
                   key=lambda entry: (min(entry["created"]), entry["name"]), reverse=True)
-    kept, removed, left, freed = [], [], [], 0
-    for index, entry in enumerate(mine):
-        if index < keep:
-            kept.append(entry["name"])
-        elif entry["others"]:
-            left.append(entry["name"])
-        else:
-            removed.append(entry["name"])
-            freed += entry["bytes"]
-            if not check_mode:
-                for start in range(0, len(entry["keys"]), 1000):
-                    try:
-                        client.delete_objects(Bucket=location.bucket, Delete={
-                            "Objects": [{"Key": key} for key in entry["keys"][start:start + 1000]], "Quiet": True})
-                    except Exception as exc:  # pylint: disable=broad-except
-                        raise _failure(exc, "deleting old backups from", location, entry["name"], "cleanup") from exc
-    return {"kept": kept, "removed": removed, "left": left, "bytes_removed": freed}
+
+    def remove(entry):
+        for start in range(0, len(entry["keys"]), 1000):
+            try:
+                client.delete_objects(Bucket=location.bucket, Delete={
+                    "Objects": [{"Key": key} for key in entry["keys"][start:start + 1000]], "Quiet": True})
+            except Exception as exc:  # pylint: disable=broad-except
+                raise _failure(exc, "deleting old backups from", location, entry["name"], "cleanup") from exc
+
+    return apply_retention(mine, keep, remove, check_mode)

@@ -655,14 +655,29 @@ def prune_backups(backup_dir, target_env, keep, check_mode=False):
     a set that holds anything else is left whole and reported.  Returns ``{kept, removed, left, bytes_removed}``
     (set names; ``left`` are the old sets that hold other files).
     """
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-        raise ConfigError("keep_backups must be a whole number of migrations, at least 1, not %r" % (keep,))
     root = os.path.expanduser(backup_dir)
     if not os.path.isdir(root):
         raise ConfigError("backup_dir %s is not a directory" % root)
+
+    def remove(item):
+        directory = os.path.join(root, item["name"])
+        for entry in item["files"]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(directory, entry))
+        os.rmdir(directory)
+
     mine = [item for item in backup_sets(root) if item["target_env"] == target_env]
+    return apply_retention(mine, keep, remove, check_mode)
+
+
+def apply_retention(sets, keep, remove, check_mode=False):
+    """The retention rule, wherever the sets are: ``sets`` newest first (``name``, ``others``, ``bytes``); the first
+    ``keep`` stay, an older one holding other files is left, the rest go through ``remove(set)`` (not in check
+    mode).  Returns ``{kept, removed, left, bytes_removed}``."""
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ConfigError("keep_backups must be a whole number of migrations, at least 1, not %r" % (keep,))
     kept, removed, left, freed = [], [], [], 0
-    for index, item in enumerate(mine):
+    for index, item in enumerate(sets):
         if index < keep:
             kept.append(item["name"])
         elif item["others"]:
@@ -671,9 +686,5 @@ def prune_backups(backup_dir, target_env, keep, check_mode=False):
             removed.append(item["name"])
             freed += item["bytes"]
             if not check_mode:
-                directory = os.path.join(root, item["name"])
-                for entry in item["files"]:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(os.path.join(directory, entry))
-                os.rmdir(directory)
+                remove(item)
     return {"kept": kept, "removed": removed, "left": left, "bytes_removed": freed}

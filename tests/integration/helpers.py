@@ -473,3 +473,14 @@ class MigrationSetup:
         if self.owns_target:
             drop_database(self.target_server, self.target_database)
         drop_database(self.migration_server, self.migration_database)
+
+
+def files_below(root):
+    """``{relative path: bytes}`` of every file below ``root`` (a media tree, a backup directory)."""
+    found = {}
+    for directory, _dirs, names in os.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            with open(path, "rb") as handle:
+                found[os.path.relpath(path, root)] = handle.read()
+    return found

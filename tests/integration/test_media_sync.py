@@ -22,7 +22,7 @@ import tracemalloc
 import boto3
 import botocore.config
 import pytest
-from helpers import COLLECTIONS, VENV_BIN, run_playbook
+from helpers import COLLECTIONS, VENV_BIN, files_below, run_playbook
 from moto_s3 import ACCESS_KEY, CREDENTIAL_ENV, SECRET_KEY, CuttingProxy, MotoServer
 
 from ansible_collections.wfu.multisite.plugins.module_utils import media
@@ -413,14 +413,7 @@ def _list_requests(proxy, bucket):
 
 # -- S3 <-> directory -------------------------------------------------------------------------------------------------
 
-def _files(root):
-    found = {}
-    for directory, _dirs, names in os.walk(root):
-        for name in names:
-            path = os.path.join(directory, name)
-            with open(path, "rb") as handle:
-                found[os.path.relpath(path, root)] = handle.read()
-    return found
+_files = files_below
 
 
 def test_s3_to_a_directory(moto, s3, network_bucket, tmp_path):

@@ -13,12 +13,11 @@ import shutil
 import signal
 
 import pytest
-from helpers import connect, query
+from helpers import connect, files_below, query, write_inventory
 from moto_s3 import CREDENTIAL_ENV, MotoServer
 from role_helpers import SOURCE_URL, MigrationSetup, module_processes, sites_with_status, wait_for
 
 from tools.wpnetwork import NetworkSpec
-from helpers import write_inventory
 
 AFTER_SITE = """
 - name: Write what the role gives the hook
@@ -61,14 +60,7 @@ def uploads(root, site_ids, tag="v1"):
     return files
 
 
-def tree(root):
-    found = {}
-    for directory, _dirs, names in os.walk(root):
-        for name in names:
-            path = os.path.join(directory, name)
-            with open(path, "rb") as handle:
-                found[os.path.relpath(path, root)] = handle.read()
-    return found
+tree = files_below
 
 
 def hook_calls(hook_dir, kind="site"):
