@@ -259,6 +259,8 @@ def test_media_between_buckets_through_the_role(make_setup, tmp_path, monkeypatc
         checked = setup.run("--check", "-v", source_env="dev", target_env="uat")
         assert checked.returncode == 0, checked.stdout[-6000:]
         assert "would_copy" in checked.stdout
+        # Per site, in words: site 2 has three objects of its own in the source.
+        assert "Check mode: site 2 would copy 3 media objects" in " ".join(checked.stdout.split())
         assert s3.list_objects_v2(Bucket="wfu-uat")["KeyCount"] == 1
 
         done = setup.run(source_env="dev", target_env="uat")
