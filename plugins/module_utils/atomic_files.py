@@ -20,7 +20,7 @@ import os
 import re
 import tempfile
 
-from ansible_collections.wfu.multisite.plugins.module_utils.processes import process_stat
+from ansible_collections.wfu.multisite.plugins.module_utils.processes import started_at
 
 TEMP_FILE_RE = re.compile(r"^\..+\.(\d+)\.tmp$")
 
@@ -138,9 +138,19 @@ def append_line(path, text):
 
 
 def remove_stale_temp_files(directory):
-    """Temporary files of writers that were killed mid-write (their pid is gone)."""
+    """Temporary files of writers that were killed mid-write: their pid is gone, or is another process's now (one
+    that started after the file was last written: pids are reused, quickly on a busy machine)."""
     for name in os.listdir(directory):
         match = TEMP_FILE_RE.match(name)
-        if match and process_stat(int(match.group(1))) is None:
+        if not match:
+            continue
+        path = os.path.join(directory, name)
+        started = started_at(int(match.group(1)))
+        try:
+            written = os.stat(path).st_mtime
+        except FileNotFoundError:
+            continue
+        # A second of slack for the clocks' resolutions: a writer is never that much younger than its file.
+        if started is None or started > written + 1.0:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(directory, name))
+                os.unlink(path)

@@ -26,6 +26,7 @@ import ctypes
 import os
 import signal
 import socket
+import time
 
 ALIVE = "alive"
 DEAD = "dead"
@@ -47,6 +48,19 @@ def process_stat(pid):
     # The command name (field 2) may hold spaces and parentheses; the fields after its last ')' are fixed.
     fields = raw[raw.rindex(")") + 2:].split()
     return ProcessStat(fields[0], int(fields[1]), int(fields[19]))
+
+
+def started_at(pid):
+    """When process ``pid`` started, as a ``time.time()`` value (None when there is no such process)."""
+    stat = process_stat(pid)
+    if stat is None:
+        return None
+    try:
+        with open("/proc/uptime", encoding="ascii") as handle:
+            uptime = float(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return time.time() - (uptime - stat.start_time / os.sysconf("SC_CLK_TCK"))
 
 
 def process_argv(pid):

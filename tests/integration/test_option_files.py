@@ -36,11 +36,11 @@ from ansible_collections.wfu.multisite.plugins.module_utils.pipeline import Endp
 real_command = copy_engine.dump_command
 held = []
 
-def lock_then_dump(dump_path, options, database, tables):
+def lock_then_dump(dump_path, options, database, tables, *args, **kwargs):
     if "wp_2_posts" in tables and not held:
         held.append(pymysql.connect(**LOCK))
         held[0].cursor().execute("LOCK TABLES wp_2_posts WRITE")
-    return real_command(dump_path, options, database, tables)
+    return real_command(dump_path, options, database, tables, *args, **kwargs)
 
 copy_engine.dump_command = lock_then_dump
 SiteMigration(2, Endpoint(SOURCE), Endpoint(TARGET), MIGRATION, options={{"work_dir": {work_dir!r}}}).run(timeout=600)

@@ -79,3 +79,18 @@ def test_only_temporary_files_of_dead_writers_are_removed(tmp_path):
         (tmp_path / name).write_text("x", encoding="utf-8")
     remove_stale_temp_files(str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == sorted(names[1:])
+
+
+def test_a_temp_file_whose_pid_now_belongs_to_a_younger_process_is_stale(tmp_path):
+    """pids are reused: a temp file named after a live pid is still stale when that process started after the file
+    was last written (the writer that made it is gone)."""
+    from ansible_collections.wfu.multisite.plugins.module_utils.atomic_files import remove_stale_temp_files
+
+    mine = tmp_path / (".state.json.abc.%d.tmp" % os.getpid())
+    mine.write_text("{}")
+    reused = tmp_path / (".state.json.def.%d.tmp" % os.getpid())
+    reused.write_text("{}")
+    # Written long before this process started: its writer cannot have been this process.
+    os.utime(reused, (1, 1))
+    remove_stale_temp_files(str(tmp_path))
+    assert mine.exists() and not reused.exists()
