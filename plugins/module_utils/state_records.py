@@ -206,14 +206,11 @@ def apply_step(record, status, now, error=None, phase=None, failure_class=None, 
         record["phase"] = phase or record.get("phase")
         record["result"] = compact_result(dict(record.get("result") or {}, **(details or {})))
         return
+    # What the parts done before recorded stays (their numbers, the site's url) under what a later step adds.
     kept = record.get("result") if record.get("phases_done") else None
     if status == "in_progress":
-        done = list(record.get("phases_done") or [])
         record.update(status=status, attempts=record.get("attempts", 0) + 1, started=now, finished=None,
-                      duration=None, error=None, phase=phase, failure_class=None,
-                      result=compact_result(kept) if done else None)
-        if done or "phases_done" in record:
-            record["phases_done"] = done
+                      duration=None, error=None, phase=phase, failure_class=None, result=kept)
         return
     if status != "skipped" and not was_running:
         # An attempt that was never announced as in_progress is still an attempt.
@@ -230,8 +227,7 @@ def apply_step(record, status, now, error=None, phase=None, failure_class=None, 
         record["error"] = shorten(redact(error)) if error else None
         record["phase"] = phase
         record["failure_class"] = None
-    # What the parts done before recorded stays, under what this step adds.
-    record["result"] = compact_result(dict(kept or {}, **(details or {}))) if kept else compact_result(details)
+    record["result"] = compact_result(dict(kept, **(details or {}))) if kept else compact_result(details)
     if status in ("completed", "skipped"):
         # Only an unfinished site has parts done; a completed one migrated again starts afresh.
         record.pop("phases_done", None)

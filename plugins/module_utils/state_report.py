@@ -85,11 +85,15 @@ def summary(state, paths, state_dir, moment, holder):
     by_status = {status: [] for status in SITE_STATUSES}
     counters = count_sites(state)
     large = []
+    # The parts already done of sites not completed (see state_records.SITE_PHASES): a resume does the rest.
+    phases_done = {}
     for site_id in state["site_order"]:
         record = state["sites"][str(site_id)]
         by_status[record["status"]].append(site_id)
         if record.get("large"):
             large.append(site_id)
+        if record.get("phases_done") and record["status"] != "completed":
+            phases_done[str(site_id)] = list(record["phases_done"])
     return {
         "id": state["id"],
         "source_env": state["source_env"],
@@ -109,10 +113,7 @@ def summary(state, paths, state_dir, moment, holder):
         "site_order": list(state["site_order"]),
         "sites_by_status": by_status,
         "rollbacks": list(state.get("rollbacks") or []),
-        # The parts already done of sites not completed (see state_records.SITE_PHASES): a resume does the rest.
-        "phases_done": {str(site_id): list(state["sites"][str(site_id)]["phases_done"]) for site_id in state["site_order"]
-                        if state["sites"][str(site_id)].get("phases_done")
-                        and state["sites"][str(site_id)]["status"] != "completed"},
+        "phases_done": phases_done,
         "large_sites": large,
         "resumable": state["status"] != "completed",
         "resume_command": RESUME_COMMAND % state["id"],
@@ -181,6 +182,19 @@ def media_totals(state):
     return totals if totals["sites"] else None
 
 
+def describe_rollback(rollback, with_error=False):
+    """``sites 20, 2 and the network tables; not rolled back: sites 3`` for one entry of a state's ``rollbacks``."""
+    put_back = ", ".join(str(site_id) for site_id in rollback.get("sites") or [])
+    text = ("sites " + put_back) if put_back else "no site"
+    if rollback.get("network_tables"):
+        text += " and the network tables"
+    if rollback.get("failed_sites"):
+        text += "; not rolled back: sites %s" % ", ".join(str(site_id) for site_id in rollback["failed_sites"])
+        if with_error:
+            text += " (%s)" % (rollback.get("error") or "failed")
+    return text
+
+
 def format_report(migration, failed_sites, durations, media=None):
     """``status``'s report: what the migration is, how far it got, what failed, how to go on."""
     counters = migration["counters"]
@@ -214,12 +228,7 @@ def format_report(migration, failed_sites, durations, media=None):
         lines.append("Media: %d objects (%d bytes) copied and %d deleted for %d sites"
                      % (media["copied"], media["bytes"], media["deleted"], media["sites"]))
     for rollback in migration.get("rollbacks") or []:
-        put_back = ", ".join(str(site_id) for site_id in rollback.get("sites") or [])
-        lines.append("Rolled back %s UTC: %s%s%s" % (
-            short_time(rollback.get("at")), ("sites " + put_back) if put_back else "no site",
-            " and the network tables" if rollback.get("network_tables") else "",
-            "; not rolled back: sites %s" % ", ".join(str(site_id) for site_id in rollback["failed_sites"])
-            if rollback.get("failed_sites") else ""))
+        lines.append("Rolled back %s UTC: %s" % (short_time(rollback.get("at")), describe_rollback(rollback)))
     if failed_sites:
         lines.append("Failed sites:")
         for site in failed_sites:

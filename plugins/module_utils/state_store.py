@@ -40,8 +40,8 @@ from ansible_collections.wfu.multisite.plugins.module_utils.state_records import
     apply_step, check_env_name, check_state, format_time, new_record, normalize_network_tables, short_time,
     shorten, site_id_of, site_records, utc_now, without_secrets)
 from ansible_collections.wfu.multisite.plugins.module_utils.state_report import (
-    count_sites, describe_step, duration_stats, format_report, format_table, list_row, media_totals, outcome_lists,
-    progress, summary)
+    count_sites, describe_rollback, describe_step, duration_stats, format_report, format_table, list_row, media_totals,
+    outcome_lists, progress, summary)
 
 DEFAULT_STATE_DIR = "~/.wfuwp/migrations"
 MIGRATION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
@@ -483,12 +483,7 @@ class StateStore:
         if not check_mode:
             self.save_state(state)
             append_line(os.path.join(self.paths(migration_id)["logs"], "rollback.log"),
-                        "%s rolled back: sites %s%s%s\n" % (
-                            now, ", ".join(map(str, entry["sites"])) or "none",
-                            " and the network tables" if network_tables else "",
-                            "; not rolled back: sites %s (%s)" % (", ".join(map(str, entry["failed_sites"])),
-                                                                  entry["error"] or "failed")
-                            if entry["failed_sites"] else ""))
+                        "%s rolled back: %s\n" % (now, describe_rollback(entry, with_error=True)))
         return {"changed": True, "migration_id": migration_id, "rollback": entry,
                 "rollbacks": len(state["rollbacks"])}
 
