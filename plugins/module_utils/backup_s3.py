@@ -113,7 +113,6 @@ def fetch_backup(location, backup_dir, backup_name, stem):
         raise _failure(exc, "reading", location, manifest_key, "verify_backup") from exc
     os.makedirs(directory, mode=0o700, exist_ok=True)
     manifest_path = os.path.join(directory, stem + ".json")
-    names = [stem + ".json"]
     _download(client, location, manifest_key, manifest_path)
     fetched.append(manifest_key)
     try:
@@ -121,7 +120,7 @@ def fetch_backup(location, backup_dir, backup_name, stem):
             dump_name = json.load(handle).get("file")
     except (OSError, ValueError, AttributeError):
         dump_name = None
-    if isinstance(dump_name, str) and dump_name == os.path.basename(dump_name) and dump_name not in names:
+    if isinstance(dump_name, str) and dump_name == os.path.basename(dump_name) and dump_name != stem + ".json":
         dump_key = _key(location, backup_name, dump_name)
         if not os.path.exists(os.path.join(directory, dump_name)):
             _download(client, location, dump_key, os.path.join(directory, dump_name))
@@ -155,10 +154,9 @@ def prune_backups(location, target_env, keep, check_mode=False):
     ``created``.  Only backup keys are deleted; a set holding other keys is left whole.  Listings are paged.
     Returns ``{kept, removed, left, bytes_removed}``.
     """
-    from ansible_collections.wfu.multisite.plugins.module_utils.rollback import (
-        BACKUP_NAME_RE, MANIFEST_KIND, SET_FILE, apply_retention)
+    from ansible_collections.wfu.multisite.plugins.module_utils import rollback
 
-    apply_retention([], keep, None)  # the same check of keep, before anything is listed
+    rollback.check_keep(keep)
     _require_boto3()
     client = media.s3_client(location)
     sets = {}
@@ -166,34 +164,29 @@ def prune_backups(location, target_env, keep, check_mode=False):
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=location.prefix):
             for item in page.get("Contents", []):
                 name, _slash, filename = item["Key"][len(location.prefix):].partition("/")
-                if not _slash or not BACKUP_NAME_RE.match(name):
+                if not _slash or not rollback.BACKUP_NAME_RE.match(name):
                     continue
-                entry = sets.setdefault(name, {"name": name, "keys": [], "others": [], "bytes": 0, "envs": set(),
-                                               "created": []})
-                if "/" in filename or not SET_FILE.match(filename):
-                    entry["others"].append(item["Key"])
+                found = sets.setdefault(name, rollback.new_backup_set(name))
+                if "/" in filename or not rollback.SET_FILE.match(filename):
+                    found["others"].append(item["Key"])
                     continue
-                entry["keys"].append(item["Key"])
-                entry["bytes"] += item.get("Size", 0)
+                found["files"].append(item["Key"])
+                found["bytes"] += item.get("Size", 0)
                 if filename.endswith(".json"):
                     try:
-                        manifest = json.loads(client.get_object(Bucket=location.bucket, Key=item["Key"])["Body"].read())
+                        rollback.add_manifest(found, json.loads(
+                            client.get_object(Bucket=location.bucket, Key=item["Key"])["Body"].read()))
                     except ValueError:
                         continue
-                    if isinstance(manifest, dict) and manifest.get("kind") == MANIFEST_KIND:
-                        entry["envs"].add(str(manifest.get("target_env")))
-                        entry["created"].append(str(manifest.get("created") or ""))
     except Exception as exc:  # pylint: disable=broad-except
         raise _failure(exc, "listing the backups in", location, location.prefix, "cleanup") from exc
-    mine = sorted((entry for entry in sets.values() if entry["created"] and entry["envs"] == {target_env}),
-                  key=lambda entry: (min(entry["created"]), entry["name"]), reverse=True)
 
-    def remove(entry):
-        for start in range(0, len(entry["keys"]), 1000):
+    def remove(found):
+        for start in range(0, len(found["files"]), 1000):
             try:
                 client.delete_objects(Bucket=location.bucket, Delete={
-                    "Objects": [{"Key": key} for key in entry["keys"][start:start + 1000]], "Quiet": True})
+                    "Objects": [{"Key": key} for key in found["files"][start:start + 1000]], "Quiet": True})
             except Exception as exc:  # pylint: disable=broad-except
-                raise _failure(exc, "deleting old backups from", location, entry["name"], "cleanup") from exc
+                raise _failure(exc, "deleting old backups from", location, found["name"], "cleanup") from exc
 
-    return apply_retention(mine, keep, remove, check_mode)
+    return rollback.apply_retention(rollback.sets_of_target(sets.values(), target_env), keep, remove, check_mode)

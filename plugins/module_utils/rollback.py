@@ -611,40 +611,57 @@ SET_FILE = re.compile(r"^(?:(?:site-[1-9][0-9]*|network)(?:-[0-9]+)?(?:\.sql\.gz
                       r"|\.wfu-.*\.tmp)$")
 
 
-def backup_sets(backup_dir):
-    """The backup sets below ``backup_dir``: one per migration, a directory holding at least one manifest.
+def manifest_identity(data):
+    """``(target_env, created)`` of a parsed manifest of ours, else None: what the retention sorts sets by."""
+    if isinstance(data, dict) and data.get("kind") == MANIFEST_KIND:
+        return str(data.get("target_env")), str(data.get("created") or "")
+    return None
 
-    Returns ``[{name, target_env, created, files, bytes, others}]``, newest first (by the earliest manifest's
-    ``created``, the time the migration first replaced something); ``others`` are files that are not part of a
-    backup set (a set holding any is never removed).
-    """
+
+def new_backup_set(name):
+    """A backup set being read: its ``files`` (backup files), ``others`` (anything else), ``bytes``, and the
+    ``envs`` and ``created`` times its manifests name."""
+    return {"name": name, "files": [], "others": [], "bytes": 0, "envs": set(), "created": []}
+
+
+def add_manifest(backup_set, data):
+    identity = manifest_identity(data)
+    if identity is not None:
+        backup_set["envs"].add(identity[0])
+        backup_set["created"].append(identity[1])
+
+
+def sets_of_target(backup_sets_read, target_env):
+    """The sets whose manifests all name ``target_env``, newest first (by the earliest manifest's ``created``, the
+    time the migration first replaced something)."""
+    mine = [item for item in backup_sets_read if item["created"] and item["envs"] == {target_env}]
+    return sorted(mine, key=lambda item: (min(item["created"]), item["name"]), reverse=True)
+
+
+def backup_sets(backup_dir):
+    """The backup sets below ``backup_dir``: one per migration directory (see ``new_backup_set``); a file that is
+    not part of a backup set is one of its ``others`` (a set holding any is never removed)."""
     root = os.path.expanduser(backup_dir)
     sets = []
     for name in sorted(os.listdir(root)):
         directory = os.path.join(root, name)
         if not BACKUP_NAME_RE.match(name) or not os.path.isdir(directory) or os.path.islink(directory):
             continue
-        envs, created, files, others, size = set(), [], [], [], 0
+        found = new_backup_set(name)
         for entry in sorted(os.listdir(directory)):
             path = os.path.join(directory, entry)
             if not SET_FILE.match(entry) or not os.path.isfile(path) or os.path.islink(path):
-                others.append(entry)
+                found["others"].append(entry)
                 continue
-            files.append(entry)
-            size += os.path.getsize(path)
+            found["files"].append(entry)
+            found["bytes"] += os.path.getsize(path)
             if entry.endswith(".json"):
                 try:
                     with open(path, encoding="utf-8") as handle:
-                        manifest = json.load(handle)
+                        add_manifest(found, json.load(handle))
                 except (OSError, ValueError):
                     continue
-                if isinstance(manifest, dict) and manifest.get("kind") == MANIFEST_KIND:
-                    envs.add(str(manifest.get("target_env")))
-                    created.append(str(manifest.get("created") or ""))
-        if created:
-            sets.append({"name": name, "target_env": sorted(envs)[0] if len(envs) == 1 else sorted(envs),
-                         "created": min(created), "files": files, "bytes": size, "others": others})
-    sets.sort(key=lambda item: (item["created"], item["name"]), reverse=True)
+        sets.append(found)
     return sets
 
 
@@ -666,16 +683,19 @@ def prune_backups(backup_dir, target_env, keep, check_mode=False):
                 os.unlink(os.path.join(directory, entry))
         os.rmdir(directory)
 
-    mine = [item for item in backup_sets(root) if item["target_env"] == target_env]
-    return apply_retention(mine, keep, remove, check_mode)
+    return apply_retention(sets_of_target(backup_sets(root), target_env), keep, remove, check_mode)
+
+
+def check_keep(keep):
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ConfigError("keep_backups must be a whole number of migrations, at least 1, not %r" % (keep,))
 
 
 def apply_retention(sets, keep, remove, check_mode=False):
     """The retention rule, wherever the sets are: ``sets`` newest first (``name``, ``others``, ``bytes``); the first
     ``keep`` stay, an older one holding other files is left, the rest go through ``remove(set)`` (not in check
     mode).  Returns ``{kept, removed, left, bytes_removed}``."""
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-        raise ConfigError("keep_backups must be a whole number of migrations, at least 1, not %r" % (keep,))
+    check_keep(keep)
     kept, removed, left, freed = [], [], [], 0
     for index, item in enumerate(sets):
         if index < keep:
