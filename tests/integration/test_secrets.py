@@ -288,3 +288,76 @@ def test_a_wrong_target_password_is_named_but_never_shown(make_setup, secret_use
     # Stopped at the preflight: no migration was started, the target was not touched.
     assert setup.migration_ids() == [] and setup.target_tables() == []
     assert_nothing_leaks(setup, before, run, secrets)
+
+
+AFTER_SITE_HOOK = """
+- name: Note the site
+  ansible.builtin.copy:
+    dest: "{{ hook_dir }}/site-{{ wfu_site.id }}.json"
+    content: "{{ wfu_site | to_json }}"
+    mode: "0600"
+  delegate_to: localhost
+"""
+
+
+def test_media_hooks_backups_rollback_and_retention_at_vvv_show_no_secret(make_setup, secret_users, tmp_path,
+                                                                         monkeypatch):
+    """The parts added around the pipeline, at -vvv: media (a directory and a bucket), a site hook, backups in
+    backup_dir and a bucket, then migration_rollback and migration_cleanup's retention.  No database password and no
+    AWS secret key in any output or file."""
+    import json
+
+    from helpers import run_playbook
+    from moto_s3 import CREDENTIAL_ENV, MotoServer
+
+    boto3 = pytest.importorskip("boto3")
+    server = MotoServer().start()
+    try:
+        for key, value in CREDENTIAL_ENV.items():
+            monkeypatch.setenv(key, value)
+        boto3.client("s3", endpoint_url=server.url, region_name="us-east-1").create_bucket(Bucket="wfu-backups")
+        setup = make_setup()
+        secrets = dict(real_secrets(secret_users), aws=CREDENTIAL_ENV["AWS_SECRET_ACCESS_KEY"])
+        dev, uat, backups, hooks = (tmp_path / name for name in ("dev-uploads", "uat-uploads", "backups", "hooks"))
+        for site_id, base in ((1, dev), (2, dev / "sites" / "2"), (3, dev / "sites" / "3")):
+            (base / "2026" / "01").mkdir(parents=True, exist_ok=True)
+            (base / "2026" / "01" / ("photo-%d.jpg" % site_id)).write_bytes(os.urandom(2048))
+        for directory in (uat, backups, hooks):
+            directory.mkdir()
+        (hooks / "after_site.yml").write_text(AFTER_SITE_HOOK)
+        # The same inventory with media settings and the hook's directory added.
+        with open(setup.group_vars, encoding="utf-8") as handle:
+            settings = json.load(handle)
+        settings["wfu_environments"]["dev"]["media"] = {"path": str(dev)}
+        settings["wfu_environments"]["uat"]["media"] = {"path": str(uat)}
+        settings["hook_dir"] = str(hooks)
+        with open(setup.group_vars, "w", encoding="utf-8") as handle:
+            json.dump(settings, handle, indent=2)
+        with open(setup.group_vars, "rb") as handle:
+            setup.group_vars_bytes = handle.read()
+        bucket = {"bucket": "wfu-backups", "prefix": "uat", "endpoint_url": server.url}
+        before = snapshot()
+
+        run = setup.run("-vvv", source_env="dev", target_env="uat", backup_dir=str(backups), backup_s3=bucket,
+                        after_site_tasks=str(hooks / "after_site.yml"))
+        assert run.returncode == 0, redacted(run.stdout[-6000:].encode(), secrets).decode()
+        state = setup.state()
+        assert state["status"] == "completed"
+        assert all(state["sites"][key]["result"]["media_copied"] == 1 for key in ("1", "2", "3"))
+        assert sorted(os.listdir(hooks)) == ["after_site.yml", "site-1.json", "site-2.json", "site-3.json"]
+        outputs = [run.stdout]
+        for playbook, extra in (("wfu.multisite.migration_rollback", {"migration_id": state["id"]}),
+                                ("wfu.multisite.migration_cleanup", None)):
+            args = ["-vvv"] + (["-e", json.dumps({"target_env": "uat", "keep_backups": 1, "backup_dir": str(backups),
+                                                  "backup_s3": bucket})] if extra is None else [])
+            done = run_playbook(playbook, setup.inventory, *args, extra_vars=extra, check=False)
+            assert done.returncode == 0, redacted(done.stdout[-6000:].encode(), secrets).decode()
+            outputs.append(done.stdout)
+        assert "Rolled back migration %s" % state["id"] in " ".join(outputs[1].split())
+        assert "Backups of uat: kept 1" in " ".join(outputs[2].split())
+        assert "invocation" in outputs[1] and "invocation" in outputs[2]
+        for output in outputs:
+            assert leaks_in_output(output, secrets) == []
+        assert_nothing_leaks(setup, before, run, secrets)
+    finally:
+        server.stop()
