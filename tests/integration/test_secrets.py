@@ -300,9 +300,8 @@ AFTER_SITE_HOOK = """
 """
 
 
-def test_media_hooks_backups_rollback_and_retention_at_vvv_show_no_secret(make_setup, secret_users, tmp_path,
-                                                                         monkeypatch):
-    """The parts added around the pipeline, at -vvv: media (a directory and a bucket), a site hook, backups in
+def test_media_hooks_backups_and_rollback_at_vvv_show_no_secret(make_setup, secret_users, tmp_path, monkeypatch):
+    """The parts added around the pipeline, at -vvv: media (between directories), a site hook, backups in
     backup_dir and a bucket, then migration_rollback and migration_cleanup's retention.  No database password and no
     AWS secret key in any output or file."""
     import json
