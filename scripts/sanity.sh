@@ -11,6 +11,11 @@ mkdir -p "$dest"
 git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
     [ -e "$f" ] && { mkdir -p "$dest/$(dirname "$f")"; cp -p "$f" "$dest/$f"; }
 done
+# A venv ansible-test left half-built (an interrupted or concurrent run) has its marker files but no
+# bin/python, and every later run then fails the import test on every file: remove such a venv so it is rebuilt.
+for venv in "$HOME"/.ansible/test/venv/*/*/*/; do
+    [ -d "$venv" ] && [ ! -e "$venv/bin/python" ] && rm -rf "$venv"
+done
 cd "$dest"
 git init -q . && git add -A >/dev/null
 # SANITY_ARGS: extra arguments, e.g. "--test pep8" to run one test.
