@@ -15,7 +15,8 @@ When the task's ``timeout:`` fires in the worker, the worker kills the child bef
 the worker dies, the kernel kills the child (``PR_SET_PDEATHSIG``).  The child's own time limit is the module's
 ``timeout`` option, as in the module.
 
-Elsewhere (another host, or become) the module itself is run there, as before.  Arguments are validated with the
+Elsewhere (another host, or become), and when the controller's Python has no PyMySQL, the module itself is run
+with the host's interpreter, as before.  Arguments are validated with the
 module's spec on both paths, and the values of its no_log options are masked in what the child returns.
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import importlib.util
 import json
 import os
 import signal
@@ -31,6 +33,8 @@ import traceback
 
 from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
+
+from ansible_collections.wfu.multisite.plugins.module_utils.spec import site_migrate_options
 
 # The name the child gives itself (/proc/<pid>/comm, at most 15 bytes): what ps and the tests see.
 CHILD_NAME = b"wfu_site_migrat"
@@ -50,13 +54,11 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         del tmp  # unused, as in every action plugin since 2.x
 
-        # Imported here, not at the top: the worker that only ships the module does not need them.
-        from ansible_collections.wfu.multisite.plugins.module_utils.spec import site_migrate_options
-
         # Bad arguments fail the same way on either path (the module validates with the same spec).
         validation, params = self.validate_argument_spec(argument_spec=site_migrate_options())
 
-        if not self._runs_on_controller():
+        if not self._runs_on_controller() or importlib.util.find_spec("pymysql") is None:
+            # Elsewhere, or without PyMySQL in the controller's Python: the module, with the interpreter it is given.
             result.update(self._execute_module(task_vars=task_vars))
             self._remove_tmp_path(self._connection._shell.tmpdir)
             return result
