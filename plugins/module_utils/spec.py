@@ -55,3 +55,19 @@ def pipeline_options():
         lock_wait=dict(type="int", default=60),
         exclude_transients=dict(type="bool", default=False),
     )
+
+
+# The options of wfu_site_migrate besides pipeline_options(), passed to SiteMigration as its options.
+SITE_OPTION_KEYS = ("verify_urls", "target_only_tables", "exclude_spam_comments", "exclude_revisions",
+                    "exclude_post_types")
+
+
+def site_migrate_options():
+    """The argument spec of wfu_site_migrate: its module and its action plugin validate with this one spec."""
+    argument_spec = pipeline_options()
+    argument_spec.update(site_id=dict(type="int", required=True), verify_urls=dict(type="bool", default=True),
+                         target_only_tables=dict(type="str", choices=["keep", "move_aside"], default="keep"),
+                         exclude_spam_comments=dict(type="bool", default=False),
+                         exclude_revisions=dict(type="bool", default=False),
+                         exclude_post_types=dict(type="list", elements="str", default=[]))
+    return argument_spec

@@ -32,6 +32,10 @@ description:
     the swap); see RV(preserved). A site new to the target keeps the source's values.
   - In check mode nothing is changed and the plan (tables, sizes, target address, rules, rows that would be left
     out, options that would be preserved) is returned.
+  - When the task runs on the controller as the same user (local connection, no become), the module's action plugin
+    runs the pipeline in a child process of the task's worker instead of shipping the module; the result is the
+    same. A child killed by a signal fails the task with RV(rc) the negative signal number, as a killed module
+    process does; the task's C(timeout) kills a child that cannot stop.
 author:
   - WFU Web Platform Team (@wfu)
 options:
@@ -214,26 +218,25 @@ cleanup:
   returned: failure
   type: list
   elements: str
+rc:
+  description: When the process running the pipeline was killed by a signal, the negative signal number.
+  returned: when killed
+  type: int
+  sample: -9
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.wfu.multisite.plugins.module_utils.module_runner import run_pipeline
 from ansible_collections.wfu.multisite.plugins.module_utils.pipeline import SiteMigration
-from ansible_collections.wfu.multisite.plugins.module_utils.spec import pipeline_options
+from ansible_collections.wfu.multisite.plugins.module_utils.spec import SITE_OPTION_KEYS, site_migrate_options
 
 
 def main():
-    argument_spec = pipeline_options()
-    argument_spec.update(site_id=dict(type="int", required=True), verify_urls=dict(type="bool", default=True),
-                         target_only_tables=dict(type="str", choices=["keep", "move_aside"], default="keep"),
-                         exclude_spam_comments=dict(type="bool", default=False),
-                         exclude_revisions=dict(type="bool", default=False),
-                         exclude_post_types=dict(type="list", elements="str", default=[]))
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    run_pipeline(module, SiteMigration, site_id=module.params["site_id"],
-                 option_keys=("verify_urls", "target_only_tables", "exclude_spam_comments", "exclude_revisions",
-                              "exclude_post_types"))
+    # On the controller (local connection, no become) the action plugin of the same name runs the pipeline in a
+    # child process instead of this module; elsewhere this module runs, with the same spec.
+    module = AnsibleModule(argument_spec=site_migrate_options(), supports_check_mode=True)
+    run_pipeline(module, SiteMigration, site_id=module.params["site_id"], option_keys=SITE_OPTION_KEYS)
 
 
 if __name__ == "__main__":

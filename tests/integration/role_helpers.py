@@ -208,15 +208,34 @@ def _cmdline(pid):
         return []
 
 
+def _read_proc(pid, name):
+    try:
+        with open("/proc/%d/%s" % (pid, name), "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
+
+
 def module_processes(module, under):
-    """pids of the Python processes running ``module`` from module files under the directory ``under``."""
+    """pids of the processes running ``module`` for a run whose module files go under the directory ``under``.
+
+    That is the Python process of the module's AnsiballZ file, or, for a module whose action plugin runs it on the
+    controller in a forked child (wfu_site_migrate), that child: it names itself after the module (its
+    ``/proc/<pid>/comm``, 15 bytes at most) and carries the run's environment (``ANSIBLE_REMOTE_TMP=under``).
+    """
     marker = ("AnsiballZ_%s.py" % module).encode()
+    child_name = module.encode()[:15]
+    run_env = b"ANSIBLE_REMOTE_TMP=" + under.encode()
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            argv = _cmdline(int(entry))
+            pid = int(entry)
+            argv = _cmdline(pid)
             if any(part.endswith(marker) and part.startswith(under.encode()) for part in argv):
-                found.append(int(entry))
+                found.append(pid)
+            elif (_read_proc(pid, "comm").strip() == child_name
+                  and run_env in _read_proc(pid, "environ").split(b"\0")):
+                found.append(pid)
     return found
 
 
