@@ -42,6 +42,13 @@ Each row once
     one transaction of at most ``batch_rows`` rows and about
     ``BATCH_BYTES`` of matching values, which also bounds memory.
 
+Following a load
+    With ``arriving`` the replace runs while the table is still being
+    loaded in primary-key order (the pipeline's dump): the key-ordered
+    batches of a column paged on the primary key stay behind the rows that
+    have arrived and end with a pass begun after the load; everything else
+    waits for the load to end (``replace_in_tables``).
+
 Tables without such a key
     (and a column that is part of the only usable key, which keyset
     pagination must not move): the column's matching values are streamed,
