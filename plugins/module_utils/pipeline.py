@@ -783,7 +783,12 @@ class SiteMigration(_TablePipeline):
                     replace_conn.commit()
 
                 # The largest first: the small ones are copied while it is replaced, and the last step is short.
-                order = sorted(tables, key=lambda t: (-sizes.get(t, {}).get("bytes", 0), t))
+                # But when each table is replaced while it loads and the stage is a rename (the migration DB on
+                # the target's server), the largest goes last: the replace of the others (of serialized values,
+                # the slowest work) runs while it is copied, and its own replace ends with its copy.
+                last = (self.migration.same_server(self.target.db)
+                        and choose_method(self.source.db, self.migration) == "dump")
+                order = sorted(tables, key=lambda t: ((1 if last else -1) * sizes.get(t, {}).get("bytes", 0), t))
                 flow = _TableFlow(self, order, work, stage_of, replace,
                                   {"source": src_conn, "target": tgt_conn, "migration": mig_conn})
                 copied, expected = flow.run()
