@@ -37,6 +37,7 @@ molecule: setup
 bench: setup
 	$(PY) -m benchmarks.search_replace
 	$(PY) -m benchmarks.site_pipeline
+	$(PY) -m benchmarks.env_migrate_run --sites 30
 
 clean:
 	rm -rf tests/output .pytest_cache .hypothesis

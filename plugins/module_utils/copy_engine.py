@@ -67,8 +67,13 @@ PYMYSQL_STATEMENT_BYTES = 4 << 20
 DUMP_FLAGS = (
     "--single-transaction",  # a consistent snapshot without locking the source
     "--quick",
+    # Rows in primary-key order: the search-replace follows a load as it arrives (table_replace.arriving).
+    "--order-by-primary",
     "--skip-lock-tables",
     "--skip-add-locks",  # the loader needs no LOCK TABLES privilege
+    # No ALTER TABLE … DISABLE/ENABLE KEYS around the rows (a no-op for InnoDB): the ALTER's metadata lock would
+    # deadlock with a search-replace that follows the load.
+    "--skip-disable-keys",
     "--add-drop-table",  # destination tables of the same name are replaced
     "--no-tablespaces",  # MySQL 8 asks for PROCESS otherwise
     "--skip-triggers",  # WordPress has none; a trigger would still name the source table

@@ -29,7 +29,7 @@ import time
 from ansible_collections.wfu.multisite.plugins.module_utils import content_policy, rollback
 from ansible_collections.wfu.multisite.plugins.module_utils import server_locks
 from ansible_collections.wfu.multisite.plugins.module_utils import tables as tbl
-from ansible_collections.wfu.multisite.plugins.module_utils.copy_engine import copy_tables, dump_to_file
+from ansible_collections.wfu.multisite.plugins.module_utils.copy_engine import choose_method, copy_tables, dump_to_file
 from ansible_collections.wfu.multisite.plugins.module_utils.db import (
     ConfigError, Database, qualified, quote_identifier)
 from ansible_collections.wfu.multisite.plugins.module_utils.deadline import Deadline
@@ -232,16 +232,23 @@ class _TableFlow:
         p = self.pipeline
         src_conn = self.lent["source"]
         mig_conn = worker.connect(p.migration)
+        # A dump arrives in primary-key order, statement by statement: its table is replaced while it loads.
+        follow = choose_method(p.source.db, p.migration) == "dump"
         try:
             for table in self.tables:
                 self._check()
+                loaded = threading.Event()
+                if follow:
+                    self._to_replace.put((table, loaded))
                 with self.timer.step("copy", table), self._phase_of_errors("copy", table):
                     result = p._copy_to_work(  # pylint: disable=protected-access
                         [table], {table: self.work[table]}, connections=(src_conn, mig_conn))
                 self.copied.update(result["tables"])
                 self.excluded.update(result["excluded"])
                 self.method = result["method"]
-                self._to_replace.put(table)
+                loaded.set()
+                if not follow:
+                    self._to_replace.put((table, loaded))
         finally:
             self._to_replace.put(None)
 
@@ -272,12 +279,15 @@ class _TableFlow:
                 self._start("copier", self._copier)
                 self._start("stager", self._stager)
                 while True:
-                    table = self._to_replace.get()
-                    if table is None:
+                    item = self._to_replace.get()
+                    if item is None:
                         break
+                    table, loaded = item
                     self._check()
-                    with self.timer.step("replace", table), self._phase_of_errors("replace", table):
-                        self.replace(table, self.work[table])
+                    with self.timer.step("replace", table), self._phase_of_errors("replace", table, loaded):
+                        self.replace(table, self.work[table], loaded)
+                    while not loaded.wait(0.05):
+                        self._check()  # a replace returns after its copy; only a stopped call gets here
                     self._to_stage.put(table)
             finally:
                 self._to_stage.put(None)
@@ -302,13 +312,20 @@ class _TableFlow:
 
     # -- failure ----------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _phase_of_errors(self, phase, table):
-        """A step's failure is its phase's, whatever thread notices it first."""
+    def _phase_of_errors(self, phase, table, loaded=None):
+        """A step's failure is its phase's, whatever thread notices it first.  Out of time, it is the phase the
+        time limit found running (``PhaseTimer.current``: the step the others waited for); a replace stopped
+        while it followed its table's copy (``loaded`` not set) reports the copy."""
         try:
             yield
         except _Stopped:
             raise
         except BaseException as exc:
+            if self.deadline.expired():
+                if loaded is not None and not loaded.is_set():
+                    phase = "copy"
+                elif isinstance(exc, MigrationError) and exc.reason == TIMEOUT and exc.phase in PhaseTimer.STEPS:
+                    phase = exc.phase
             raise self._as_failure(exc, phase, table) from exc
 
     def _as_failure(self, exc, phase, table):
@@ -458,9 +475,9 @@ class _TablePipeline:
                            work_dir=self.options.get("work_dir"), deadline=self.deadline, source_conn=src_conn,
                            dest_conn=mig_conn, filters={t: self.filters[t] for t in tables if t in self.filters})
 
-    def _replace(self, work, rules, skip_columns, conn=None):
+    def _replace(self, work, rules, skip_columns, conn=None, arriving=None):
         return replace_in_tables(self.migration, self.migration.database, list(work.values()), rules,
-                                 skip_columns=skip_columns, deadline=self.deadline, conn=conn)
+                                 skip_columns=skip_columns, deadline=self.deadline, conn=conn, arriving=arriving)
 
     def _stage(self, mig_conn, work_to_stage, counts=None, tgt_conn=None):
         """Put the transformed tables into the target under staging names; return their expected row counts.
@@ -758,15 +775,20 @@ class SiteMigration(_TablePipeline):
             replaced = {"tables": {}, "rows_changed": 0}
             with contextlib.closing(self.migration.connect(autocommit=False, deadline=self.deadline)) as replace_conn:
 
-                def replace(table, work_table):
-                    done = self._replace({table: work_table}, rules, skip_columns, conn=replace_conn)
+                def replace(table, work_table, loaded):
+                    done = self._replace({table: work_table}, rules, skip_columns, conn=replace_conn, arriving=loaded)
                     replaced["tables"].update(done["tables"])
                     replaced["rows_changed"] += done["rows_changed"]
                     self._retarget_prefixed_keys(replace_conn, {table: work_table})
                     replace_conn.commit()
 
                 # The largest first: the small ones are copied while it is replaced, and the last step is short.
-                order = sorted(tables, key=lambda t: (-sizes.get(t, {}).get("bytes", 0), t))
+                # But when each table is replaced while it loads and the stage is a rename (the migration DB on
+                # the target's server), the largest goes last: the replace of the others (of serialized values,
+                # the slowest work) runs while it is copied, and its own replace ends with its copy.
+                last = (self.migration.same_server(self.target.db)
+                        and choose_method(self.source.db, self.migration) == "dump")
+                order = sorted(tables, key=lambda t: ((1 if last else -1) * sizes.get(t, {}).get("bytes", 0), t))
                 flow = _TableFlow(self, order, work, stage_of, replace,
                                   {"source": src_conn, "target": tgt_conn, "migration": mig_conn})
                 copied, expected = flow.run()

@@ -42,6 +42,13 @@ Each row once
     one transaction of at most ``batch_rows`` rows and about
     ``BATCH_BYTES`` of matching values, which also bounds memory.
 
+Following a load
+    With ``arriving`` the replace runs while the table is still being
+    loaded in primary-key order (the pipeline's dump): the key-ordered
+    batches of a column paged on the primary key stay behind the rows that
+    have arrived and end with a pass begun after the load; everything else
+    waits for the load to end (``replace_in_tables``).
+
 Tables without such a key
     (and a column that is part of the only usable key, which keyset
     pagination must not move): the column's matching values are streamed,
@@ -83,6 +90,8 @@ SERVER = "server"
 PYTHON = "python"
 # Per-session scratch table of the no-key path; a temporary table shadows any real table of that name.
 VALUE_MAP = "wfu_replace_value_map"
+# Seconds between two looks at a table whose rows are still arriving (``arriving``).
+FOLLOW_POLL = 0.05
 
 
 class _Replacement:
@@ -150,7 +159,7 @@ class _Skips:
 
 
 def replace_in_tables(conn_params, database, tables, pairs, skip_columns=(), dry_run=False, batch_rows=1000,
-                      deadline=None, conn=None):
+                      deadline=None, conn=None, arriving=None):
     """Apply ``pairs`` to every text column of ``tables`` in ``database``; see the module documentation.
 
     ``pairs`` are (search, replace) tuples or ``HostPair`` s, applied in order;
@@ -159,7 +168,19 @@ def replace_in_tables(conn_params, database, tables, pairs, skip_columns=(), dry
     batches, so a replace in a worker thread stops when the call is stopped).
     ``conn`` is an open connection to ``database`` (autocommit off) the caller
     keeps for several calls; without it the call opens and closes its own.
-    Returns::
+
+    ``arriving`` (a ``threading.Event``) says the tables are still being loaded
+    while it is not set: each by autocommitted statements that add rows in
+    primary-key order and never change a row once added (``mariadb-dump
+    --order-by-primary`` piped into ``mariadb``).  The replacement then
+    follows the load: a column paged on the primary key is replaced batch by
+    batch behind the rows that have arrived (a row not yet visible has a
+    larger key than every row already replaced, so none is missed or replaced
+    twice), waiting for more while the event is unset; it ends with a last
+    pass begun after the event was set.  Every other column (no primary key,
+    paged on another key, not UTF-8) waits for the event first.  The table
+    itself is waited for until it exists, and is done only once the event is
+    set.  Returns::
 
         {database, dry_run, seconds, warnings: [text],
          rows_changed, rows_matched, bytes_matched, method_counts: {server, python},
@@ -196,9 +217,14 @@ def replace_in_tables(conn_params, database, tables, pairs, skip_columns=(), dry
             raise MigrationError.wrap(exc, phase=PHASE)
     with contextlib.closing(conn) if owned else contextlib.nullcontext(conn):
         _strict_session(conn)
+        if arriving is not None and not arriving.is_set() and not _read_committed(conn):
+            # No following without READ COMMITTED (see _read_committed): the load ends first.
+            while not arriving.wait(FOLLOW_POLL):
+                if deadline is not None and deadline.expired():
+                    raise deadline.failure(tables[0] if tables else None)
         for table in tables:
             report = _TableReplacer(conn, conn_params, database, table, replacement, skips, dry_run,
-                                    batch_rows, deadline).run()
+                                    batch_rows, deadline, arriving).run()
             summary["tables"][table] = report
             summary["warnings"] += report.pop("warnings")
             for key in ("rows_changed", "rows_matched", "bytes_matched"):
@@ -219,11 +245,33 @@ def _strict_session(conn):
         raise MigrationError.wrap(exc, phase=PHASE)
 
 
+def _read_committed(conn):
+    """Put the session in READ COMMITTED, where a replace can follow a load (``arriving``); False if it cannot be.
+
+    Under REPEATABLE READ an UPDATE that scans locks gaps, and the loader's next INSERT deadlocks with it; under
+    READ COMMITTED the UPDATE locks only the rows it changes, rows the load has committed and never touches
+    again.  Statement-based binary logging refuses READ COMMITTED writes.
+    """
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@log_bin, @@binlog_format")
+            log_bin, binlog_format = cur.fetchone()
+            if int(log_bin) and str(binlog_format).upper() == "STATEMENT":
+                return False
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        return True
+    except Exception as exc:
+        raise MigrationError.wrap(exc, phase=PHASE)
+
+
 class _TableReplacer:
     """The work on one table: its columns one after the other."""
 
-    def __init__(self, conn, conn_params, database, table, replacement, skips, dry_run, batch_rows, deadline=None):
+    def __init__(self, conn, conn_params, database, table, replacement, skips, dry_run, batch_rows, deadline=None,
+                 arriving=None):
         self.conn = conn
+        self.arriving = arriving
+        self.primary = None
         self.conn_params = conn_params
         self.deadline = deadline
         self.database = database
@@ -241,6 +289,7 @@ class _TableReplacer:
                   "method_counts": {SERVER: 0, PYTHON: 0}, "key": None, "no_primary_key": False,
                   "skipped_columns": {}, "warnings": []}
         try:
+            self._wait_for_table()
             columns, skipped, types = self._columns()
             keys = self._usable_keys(types)
             report["skipped_columns"] = skipped
@@ -255,6 +304,7 @@ class _TableReplacer:
                 if not self.replacement.needles:
                     counts = _Counts()
                 elif not utf8:
+                    self._wait_until_loaded()
                     counts = self._refuse_other_charset(column, report)
                 else:
                     key = next((k for k in keys if column not in k), None)
@@ -262,13 +312,18 @@ class _TableReplacer:
                         report["warnings"].append(
                             "column %s.%s is part of every usable key of the table: its values were replaced one "
                             "distinct value at a time" % (self.table, column))
-                    counts = self._by_key(column, key) if key else self._by_value(column)
+                    following = key is not None and key == self.primary
+                    if not following:
+                        self._wait_until_loaded()
+                    counts = self._by_key(column, key, following) if key else self._by_value(column)
                 report["columns"][column] = counts.changed
                 report["rows_changed"] += counts.changed
                 report["rows_matched"] += counts.matched
                 report["bytes_matched"] += counts.bytes
                 for method in (SERVER, PYTHON):
                     report["method_counts"][method] += counts.by_method[method]
+            # A table without text columns is done at once; the caller's next step needs it loaded.
+            self._wait_until_loaded()
             self.conn.commit()
         except Exception as exc:
             with contextlib.suppress(Exception):
@@ -276,6 +331,29 @@ class _TableReplacer:
             raise self._error(exc)
         report["seconds"] = round(time.monotonic() - started, 3)
         return report
+
+    def _loading(self):
+        return self.arriving is not None and not self.arriving.is_set()
+
+    def _wait_for_table(self):
+        """While the table is being loaded: wait until the load has created it."""
+        while self._loading():
+            with self.conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                            (self.database, self.table))
+                if cur.fetchone():
+                    return
+            self._pause()
+
+    def _wait_until_loaded(self):
+        while self._loading():
+            self._pause()
+
+    def _pause(self):
+        """Wait a little for more rows (or the end of the load); the deadline still stops the call."""
+        self._check_deadline()
+        self.arriving.wait(FOLLOW_POLL)
+        self._check_deadline()
 
     def _check_deadline(self):
         """Outside the thread that armed it a deadline raises nothing by itself: stop at the next batch."""
@@ -338,6 +416,9 @@ class _TableReplacer:
             if sub_part is not None or nullable == "YES" or index_type != "BTREE" or types[column] not in KEY_TYPES:
                 unusable.add(index)
         usable = [tuple(cols) for index, cols in keys.items() if index not in unusable]
+        if "PRIMARY" in keys and "PRIMARY" not in unusable:
+            # The order a load with --order-by-primary adds rows in (``arriving``).
+            self.primary = tuple(keys["PRIMARY"])
         usable.sort(key=lambda cols: (cols != tuple(keys.get("PRIMARY", ())), len(cols)))
         for cols in usable:
             for column in cols:
@@ -371,7 +452,8 @@ class _TableReplacer:
 
     # -- tables with a key: batches in key order --------------------------------------------
 
-    def _by_key(self, column, key):
+    def _by_key(self, column, key, following=False):
+        """Batches in ``key`` order; ``following``: behind a load that adds rows in this order (``arriving``)."""
         counts = _Counts()
         quoted = quote_identifier(column)
         key_sql = ", ".join(quote_identifier(k) for k in key)
@@ -380,6 +462,9 @@ class _TableReplacer:
         last = None
         while True:
             self._check_deadline()
+            # Looked at before the read: a batch that comes back short is the end only if the load had ended
+            # before it was read.
+            settled = not (following and self._loading())
             after, after_params = _after(key, last)
             with self.conn.cursor() as cur:
                 cur.execute("SELECT %s, %s, LENGTH(%s) FROM %s WHERE %s AND %s ORDER BY %s LIMIT %d"
@@ -387,7 +472,11 @@ class _TableReplacer:
                             list(SERIALIZED_PREFIXES) + after_params + match_params)
                 rows = cur.fetchall()
             if not rows:
-                return counts
+                if settled:
+                    return counts
+                self.conn.commit()  # a new snapshot for the next look
+                self._pause()
+                continue
             batch = _within_batch_bytes(rows)
             width = len(key)
             in_server = [row[:width] for row in batch if not row[width]]
@@ -399,9 +488,11 @@ class _TableReplacer:
             if in_python:
                 counts.by_method[PYTHON] += self._python_batch(quoted, key, in_python)
             self.conn.commit()
-            if len(batch) == len(rows) < self.batch_rows:
-                return counts
             last = batch[-1][:width]
+            if len(batch) == len(rows) < self.batch_rows:
+                if settled:
+                    return counts
+                self._pause()
 
     def _server_batch(self, quoted, key, keys):
         """Replace the plain values of the rows with these keys in MariaDB; return how many changed."""

@@ -521,3 +521,58 @@ def test_pymysql_reports_changed_rows_not_found_rows(servers, fresh_db):
         cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v TEXT)")
         cur.execute("INSERT INTO t VALUES (1, 'same')")
         assert cur.execute("UPDATE t SET v = REPLACE(v, 'same', 'same')") == 0
+
+
+# -- following a load: the rows are replaced while they arrive, each once -------------------------------------------
+
+def test_a_replace_that_follows_a_load_replaces_every_row_once(servers, fresh_db):
+    """``arriving``: a loader adds rows in key order, chunk by chunk, and adds the next chunk only once the
+    replace has reached the end of the previous one (so the replace must work behind the load, or the loader
+    gives up); every value ends up exactly as ``replace_value`` makes it from the value loaded."""
+    import threading
+
+    db = fresh_db(SERVER)
+    chunks = [[v + " #%d" % k if v[:2] not in SERIALIZED_PREFIXES else v for v in PLAIN + SERIALIZED]
+              + ["https://dev.example.edu/chunk-%d" % k] for k in range(4)]
+    values = [v for chunk in chunks for v in chunk]
+    arriving, stalled = threading.Event(), []
+
+    def load():
+        conn = _connect(servers, db)  # autocommit: each chunk is visible once inserted
+        try:
+            time.sleep(0.2)  # the replace starts before the table exists
+            _create_corpus_table(conn, "corpus")
+            start = 0
+            for k, chunk in enumerate(chunks):
+                with conn.cursor() as cur:
+                    cur.executemany("INSERT INTO corpus (id, v_ci, v_bin, v_general, guid) VALUES (%s, %s, %s, %s, %s)",
+                                    [(start + i, v, v, v, v) for i, v in enumerate(chunk)])
+                start += len(chunk)
+                if k == len(chunks) - 1:
+                    break
+                marker = _expected_bytes(chunk[-1], PAIRS)
+                for _poll in range(1200):
+                    if _column_bytes(conn, "corpus", ["v_ci"])[start - 1] == (marker,):
+                        break
+                    time.sleep(0.05)
+                else:
+                    stalled.append(k)
+                    break
+        finally:
+            conn.close()
+            arriving.set()
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        result = _run(servers, db, ["corpus"], batch_rows=7, arriving=arriving)
+    finally:
+        loader.join()
+    assert stalled == []
+    conn = _connect(servers, db)
+    after = _column_bytes(conn, "corpus", CORPUS_COLUMNS)
+    assert len(after) == len(values)
+    for i, value in enumerate(values):
+        assert after[i] == (_expected_bytes(value, PAIRS),) * 4, "row %d: %r" % (i, value)
+    changed = _changed(values, PAIRS)
+    assert result["tables"]["corpus"]["columns"] == {column: changed for column in CORPUS_COLUMNS}
