@@ -33,12 +33,7 @@ for any text, including 4-byte characters.  The parser keeps its own stack, so
 deep nesting cannot exhaust Python's; and before any parsing, a value in which
 no search string occurs is returned as it is.  When the pairs keep lengths, one
 pass of a regular expression can show that the plain replacement is the exact
-edit (see ``_plain_is_exact``), and no parsing is needed.  Otherwise a value in
-the common subset of the grammar is proven to parse by a few substitutions of
-regular expressions (see ``_skeleton_parses``) and only its strings that hold a
-search string are visited (see ``_walk``); other values are read token by token
-(``_scan``).  ``Replacer(pairs)`` prepares the pairs once; ``replace_value``
-keeps a small cache of them.
+edit (see ``_plain_is_exact``), and no parsing is needed.
 """
 
 from __future__ import annotations
@@ -250,29 +245,20 @@ def _step(search, replace, host, as_bytes):
     """
     convert = _encode if as_bytes else str
     if not host:
-        return (convert(search), convert(replace), None, None, None)
+        return (convert(search), convert(replace), None, None)
     literal = _host_literal(search)
-    guard_before = _is_ascii_alnum(search[:1])
-    before = "(?<![A-Za-z0-9.-]%s)" % literal if guard_before else ""
-    # An occurrence that a guard refuses; while there is none, str.replace() makes the same edit as the
-    # regular expression (every occurrence is a match, found left to right without overlap).
-    refusals = (["(?<=[A-Za-z0-9.-]%s)" % literal] if guard_before else []) + (
-        ["(?=[A-Za-z0-9-])"] if _is_ascii_alnum(search[-1:]) else [])
-    refused = re.compile(convert(literal + "(?:%s)" % "|".join(refusals))) if refusals else None
+    before = "(?<![A-Za-z0-9.-]%s)" % literal if _is_ascii_alnum(search[:1]) else ""
     # re.sub() reads backslashes in its replacement; doubled, they stay literal.
     return (convert(search), convert(replace), re.compile(convert(literal + before + _host_after(search))),
-            convert(replace.replace("\\", "\\\\")), refused)
+            convert(replace.replace("\\", "\\\\")))
 
 
 def _apply_steps(steps, value):
-    for search, replace, pattern, template, refused in steps:
+    for search, replace, pattern, template in steps:
         if pattern is None:
             value = value.replace(search, replace)
         elif search in value:
-            if refused is None or refused.search(value) is None:
-                value = value.replace(search, replace)
-            else:
-                value = pattern.sub(template, value)
+            value = pattern.sub(template, value)
     return value
 
 
@@ -282,8 +268,8 @@ def _shortest_needles(needles):
     return tuple(needle for needle in needles if not any(other != needle and other in needle for other in needles))
 
 
-class Replacer:
-    """A list of pairs prepared once: ``Replacer(pairs).replace(value)`` is ``replace_value(value, pairs)``."""
+class _Plan:
+    """Everything ``replace_value`` needs for one list of pairs, prepared once."""
 
     def __init__(self, pairs):
         text_steps, byte_steps = [], []
@@ -301,39 +287,11 @@ class Replacer:
         self.byte_needles = _shortest_needles(step[0] for step in self.byte_steps)
         # See _plain_is_exact: pairs that keep lengths, and search strings no payload's quote can be part of.
         keeps_lengths = all(len(search) == len(replace) and b'"' not in search
-                            for search, replace, _pattern, _template, _refused in self.byte_steps)
-        self.mark_pairs = tuple((needle, _MARK + needle[1:]) for needle in self.byte_needles)
-        self.marks = self.mark_pairs if keeps_lengths else ()
-        # See _fast_rewrite: marks find every payload holding a search string while none holds a quote.
-        self.fast = not any(b'"' in needle or _MARK in needle for needle in self.byte_needles)
+                            for search, replace, _pattern, _template in self.byte_steps)
+        self.marks = tuple((needle, _MARK + needle[1:]) for needle in self.byte_needles) if keeps_lengths else ()
 
     def plain(self, value):
         return _apply_steps(self.byte_steps if isinstance(value, bytes) else self.text_steps, value)
-
-    def replace(self, value):
-        """Apply the pairs to one column value (text or bytes); see ``replace_value``."""
-        if isinstance(value, bytes):
-            is_text, steps, needles, prefixes = False, self.byte_steps, self.byte_needles, _BYTE_PREFIXES
-        else:
-            is_text, steps, needles, prefixes = True, self.text_steps, self.text_needles, _TEXT_PREFIXES
-        for needle in needles:
-            if needle in value:
-                break
-        else:
-            return value
-        if value[:2] in prefixes:
-            data = _encode(value) if is_text else value
-            marked = _marked(data, self.mark_pairs)
-            if not (self.marks and _plain_is_exact(marked)):
-                edited = _fast_rewrite(data, marked, self) if self.fast else _SLOW
-                if edited is _SLOW:
-                    edited = _rewrite(data, self)
-                if edited is data:
-                    return value
-                if edited is not None:
-                    return edited.decode("utf-8", "surrogatepass") if is_text else edited
-        result = _apply_steps(steps, value)
-        return value if result == value else result
 
     def occurrences(self, data):
         """Where search strings occur in ``data``, for ``_scan``'s containment test.
@@ -391,11 +349,11 @@ def _plan_for(pairs):
     try:
         plan = _PLANS.get(key)
     except TypeError:  # pairs given as lists cannot be a cache key
-        return Replacer(items)
+        return _Plan(items)
     if plan is None:
         if len(_PLANS) >= _PLAN_CACHE_SIZE:
             _PLANS.clear()
-        plan = _PLANS[key] = Replacer(items)
+        plan = _PLANS[key] = _Plan(items)
     if isinstance(pairs, (list, tuple)):
         _last_pairs, _last_items, _last_plan = pairs, items, plan
     return plan
@@ -406,7 +364,7 @@ def _scan(data, begin, end, starts=(_BEYOND,), smallest_ends=(_BEYOND,)):
 
     Returns None when it is not one; else the (header, payload start, payload
     end) of every ``s:`` *value* whose payload holds an occurrence listed in
-    ``starts``/``smallest_ends`` (see ``Replacer.occurrences``), in order.
+    ``starts``/``smallest_ends`` (see ``_Plan.occurrences``), in order.
 
     The grammar is PHP's (ext/standard/var_unserializer.re), read strictly:
     keys are ``i:`` or ``s:``; a reference must point back at an earlier value
@@ -656,184 +614,19 @@ def _edits(data, hits, plan, starts, smallest_ends):
                 continue
         plain.append(index)
     originals = [data[hits[index][1]:hits[index][2]] for index in plain]
-    for index, original, new in zip(plain, originals, _replaced_payloads(originals, plan)):
-        if new != original:
-            edits[index] = new
-    return edits
-
-
-# -- the serialized edit without a Python step per token --------------------------------------------------------
-# A value is proven to parse by rewriting it into a skeleton with a few substitutions of regular expressions:
-# every string and integer becomes one byte 0xFE (what may be a key), every other scalar one byte 0xFF, and
-# then, as often as the value is deep, every innermost container holding only whole (key, value) pairs, as
-# many as its count says, becomes 0xFF too.  Only bytes the value cannot hold (checked first) are written, so
-# a skeleton that ends as one such byte is the value read as a sequence of complete tokens that PHP's grammar
-# accepts (strings checked against their length, counts against their items, keys of the right kind).
-# Values outside this subset of the grammar (references, C: and E: values, strings longer than the tree of
-# lengths, leading zeros or signs in counts) are left to _scan, which decides them as before.
-_KEY_MARK, _VALUE_MARK = b"\xfe", b"\xff"
-_TREE_LIMIT = 1000          # strings this long and longer are left to _scan
-_CLASS_LIMIT = 128
-_COUNT_LIMIT = 1000
-_DEPTH_LIMIT = 16
-_WHITESPACE = b" \t\n\r\x0b\x0c"
-
-
-@functools.lru_cache(maxsize=None)
-def _skeleton_patterns():
-    """(strings and integers, other scalars, innermost containers), compiled on first use."""
-    keys = "s:%s|i:[+-]?\\d+;" % _by_length(_TREE_LIMIT, lambda size: ':".{%d}";' % size)
-    scalars = _SCALAR.decode("ascii").replace("i:[+-]?\\d+;|", "")
-    class_name = _by_length(_CLASS_LIMIT, lambda size: ':"[A-Za-z0-9_\x80-\xfd][A-Za-z0-9_\x80-\xfd\\\\]{%d}"'
-                            % (size - 1), "123456789")
-    container = "(?:a|O:%s):%s" % (class_name, _by_length(
-        _COUNT_LIMIT, lambda count: ":\\{(?:\xfe[\xfe\xff]){%d}\\}" % count))
-    return tuple(re.compile(source.encode("latin-1"), re.DOTALL) for source in (keys, scalars, container))
-
-
-@functools.lru_cache(maxsize=None)
-def _walker():
-    """The items of a container up to the first (key, value) pair whose value is a string holding a mark."""
-    any_string = "s:" + _by_length(_TREE_LIMIT, lambda size: ':".{%d}";' % size)
-    unmarked = "s:" + _by_length(_TREE_LIMIT, lambda size: ':"[^\xff]{%d}";' % size)
-    value = "%s|%s" % (unmarked, _SCALAR.decode("ascii"))
-    opener = 'a:\\d+:\\{|O:\\d+:"[^"]*":\\d+:\\{'
-    items = "(?:(?:i:[+-]?\\d+;|%s)(?:%s|%s)|\\})*+" % (any_string, value, opener)
-    return re.compile(items.encode("latin-1"), re.DOTALL)
-
-
-_OPENERS = b"aO"
-_OPENER = re.compile(rb'a:\d+:\{|O:\d+:"[^"]*":\d+:\{')
-_SLOW = object()
-
-
-def _skeleton_parses(chunk):
-    """True when ``chunk`` is one complete serialized value of the subset above; False when that is unknown."""
-    if _KEY_MARK in chunk or _VALUE_MARK in chunk:
-        return False
-    keys, scalars, container = _skeleton_patterns()
-    skeleton = scalars.sub(_VALUE_MARK, keys.sub(_KEY_MARK, chunk))
-    # One pass per level of nesting: deeper values are left to _scan, which reads them in one pass.
-    for _level in range(_DEPTH_LIMIT):
-        if len(skeleton) <= 1:
-            break
-        skeleton, reduced = container.subn(_VALUE_MARK, skeleton)
-        if not reduced:
-            return False
-    return skeleton == _KEY_MARK or skeleton == _VALUE_MARK
-
-
-def _stripped_end(data, begin, end):
-    while end > begin and data[end - 1] in _WHITESPACE:
-        end -= 1
-    return end
-
-
-def _walk(marked, begin, end):
-    """The (header, payload start, payload end) of every string value holding a mark in a value that parses.
-
-    None when something the walker does not expect is met (a mark in an integer, say): _scan decides then.
-    """
-    first = marked[begin]
-    if first == _S:
-        header = _STRING_HEADER.match(marked, begin, end)
-        if header is None:
-            return None
-        payload = header.end()
-        payload_end = payload + int(header[1])
-        return [(begin, payload, payload_end)] if marked.find(_MARK, payload, payload_end) != -1 else []
-    if first not in _OPENERS:
-        return []
-    opener = _OPENER.match(marked, begin, end)
-    if opener is None:
-        return None
-    items = _walker().match
-    hits = []
-    position = opener.end()
-    while True:
-        position = items(marked, position, end).end()
-        if position == end:
-            return hits
-        key = _KEY_TOKEN.match(marked, position, end)
-        if key is None:
-            return None
-        position = key.end() + int(key[1]) + 2 if key.lastindex else key.end()
-        header = _STRING_HEADER.match(marked, position, end)
-        if header is None:
-            return None
-        payload = header.end()
-        payload_end = payload + int(header[1])
-        hits.append((position, payload, payload_end))
-        position = payload_end + 2
-
-
-def _fast_payloads(data, marked, hits, plan, depth):
-    """For each hit of ``_walk``: its new payload, or None when it stays; _SLOW when _scan must decide."""
-    news = [None] * len(hits)
-    plain = []
-    for index, (_header, payload, payload_end) in enumerate(hits):
-        if data.startswith(_BYTE_PREFIX_TUPLE, payload, payload_end):
-            stop = _stripped_end(data, payload, payload_end)
-            if _skeleton_parses(data[payload:stop]):
-                nested = _walk(marked, payload, stop) if depth < _NESTING_LIMIT else None
-                if nested is None:
-                    return _SLOW
-                if nested:
-                    nested_news = _fast_payloads(data, marked, nested, plan, depth + 1)
-                    if nested_news is _SLOW:
-                        return _SLOW
-                    news[index] = _spliced(data, payload, payload_end, nested, nested_news)
-                continue
-            if _scan(data, payload, payload_end) is not None:
-                return _SLOW
-        plain.append(index)
-    originals = [data[hits[index][1]:hits[index][2]] for index in plain]
-    for index, original, new in zip(plain, originals, _replaced_payloads(originals, plan)):
-        if new != original:
-            news[index] = new
-    return news
-
-
-def _spliced(data, begin, end, hits, news):
-    """``data[begin:end]`` with the new payloads of ``hits`` and their lengths; None when none changed."""
-    pieces = []
-    copied = begin
-    for (header, _payload, payload_end), new in zip(hits, news):
-        if new is not None:
-            pieces += (data[copied:header], b's:%d:"' % len(new), new)
-            copied = payload_end
-    if not pieces:
-        return None
-    pieces.append(data[copied:end])
-    return b"".join(pieces)
-
-
-def _fast_rewrite(data, marked, plan):
-    """What ``_rewrite`` gives, found without a Python step per token; _SLOW when _scan must decide."""
-    end = len(data.rstrip(_WHITESPACE))
-    if not _skeleton_parses(data if end == len(data) else data[:end]):
-        return _SLOW
-    hits = _walk(marked, 0, end)
-    if hits is None:
-        return _SLOW
-    if not hits:
-        return data
-    news = _fast_payloads(data, marked, hits, plan, 0)
-    if news is _SLOW:
-        return _SLOW
-    edited = _spliced(data, 0, len(data), hits, news)
-    return data if edited is None else edited
-
-
-def _replaced_payloads(originals, plan):
-    """``originals`` with the plain replacement applied to each."""
+    replaced = None
     if plan.joinable and len(originals) > 1:
         # All payloads in one pass: no search string can match across the NUL between two, and the
         # host-name guards see the NUL as the payload's edge; so this equals one pass per payload.
         joined = b"\0".join(originals)
         if joined.count(b"\0") == len(originals) - 1:
-            return _apply_steps(plan.byte_steps, joined).split(b"\0")
-    return [_apply_steps(plan.byte_steps, original) for original in originals]
+            replaced = _apply_steps(plan.byte_steps, joined).split(b"\0")
+    if replaced is None:
+        replaced = [_apply_steps(plan.byte_steps, original) for original in originals]
+    for index, original, new in zip(plain, originals, replaced):
+        if new != original:
+            edits[index] = new
+    return edits
 
 
 def replace_value(value, pairs):
@@ -841,10 +634,28 @@ def replace_value(value, pairs):
 
     ``value`` is text (``str``), or ``bytes`` for binary columns, edited the
     same way byte for byte; the result has the same type.  When nothing
-    changes, ``value`` itself is returned.  ``Replacer(pairs).replace(value)``
-    gives the same result with the pairs prepared once.
+    changes, ``value`` itself is returned.
     """
-    return _plan_for(pairs).replace(value)
+    plan = _plan_for(pairs)
+    if isinstance(value, bytes):
+        is_text, steps, needles, prefixes = False, plan.byte_steps, plan.byte_needles, _BYTE_PREFIXES
+    else:
+        is_text, steps, needles, prefixes = True, plan.text_steps, plan.text_needles, _TEXT_PREFIXES
+    for needle in needles:
+        if needle in value:
+            break
+    else:
+        return value
+    if value[:2] in prefixes:
+        data = _encode(value) if is_text else value
+        if not (plan.marks and _plain_is_exact(_marked(data, plan.marks))):
+            edited = _rewrite(data, plan)
+            if edited is data:
+                return value
+            if edited is not None:
+                return edited.decode("utf-8", "surrogatepass") if is_text else edited
+    result = _apply_steps(steps, value)
+    return value if result == value else result
 
 
 def plain_replace(value, pairs):

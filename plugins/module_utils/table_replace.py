@@ -68,7 +68,7 @@ from ansible_collections.wfu.multisite.plugins.module_utils.db import (
 from ansible_collections.wfu.multisite.plugins.module_utils.errors import (
     SITE_DATA, MigrationError, error_code, failure_reason)
 from ansible_collections.wfu.multisite.plugins.module_utils.search_replace import (
-    SERIALIZED_PREFIXES, HostPair, Replacer, expand_pairs, host_pair_regex)
+    SERIALIZED_PREFIXES, HostPair, expand_pairs, host_pair_regex, replace_value)
 
 PHASE = "replace"
 TEXT_TYPES = frozenset(("char", "varchar", "tinytext", "text", "mediumtext", "longtext"))
@@ -93,8 +93,6 @@ class _Replacement:
         # A pair that replaces a string by itself changes nothing, here or anywhere later in the chain.
         self.steps = [step for step in expand_pairs(self.pairs) if step[0] != step[1]]
         self.needles = _shortest_needles(step[0] for step in self.steps)
-        # replace_value(value, self.pairs), with the pairs prepared once per table.
-        self.replace_value = Replacer(self.pairs).replace
 
     def matches(self, column_sql):
         """SQL condition (and its parameters): the column holds one of the search strings, byte for byte."""
@@ -435,7 +433,7 @@ class _TableReplacer:
             updates = []
             for row in rows:
                 value = row[width]
-                replaced = self.replacement.replace_value(value)
+                replaced = replace_value(value, self.replacement.pairs)
                 if replaced != value:
                     updates.append((replaced,) + tuple(row[:width]))
             if self.dry_run or not updates:
@@ -463,7 +461,7 @@ class _TableReplacer:
                     self._check_deadline()
                 counts.matched += 1
                 counts.bytes += size
-                replaced = self.replacement.replace_value(value)
+                replaced = replace_value(value, self.replacement.pairs)
                 if replaced == value:
                     continue
                 counts.by_method[PYTHON] += 1

@@ -626,3 +626,16 @@ def test_a_key_that_is_no_int_or_string_makes_the_value_plain_text(key):
     assert replace_value(value, pairs) == value.replace("dev.example.edu", "staging.example.edu")
     outer = 'a:1:{i:0;s:%d:"%s";}' % (len(value), value)
     assert replace_value(outer, pairs) == 'a:1:{i:0;s:%d:"%s";}' % (len(value) + 4, replace_value(value, pairs))
+
+
+@settings(max_examples=1000, deadline=None, database=None)
+@given(st.lists(st.sampled_from(["dev.example.edu", "dev.example.edu", "%2Fdev.example.edu", "dev.example.edudev",
+                                 "a", "-", ".", "/", "é", "_", "9", " ", "dev.example.ed", "ev.example.edu"]),
+                max_size=12).map("".join))
+def test_plain_replacement_of_host_pairs_is_the_regular_expression_edit(text):
+    pairs = [HostPair("dev.example.edu", "uat-x.example.edu"), HostPair("%2Fdev.example.edu", "%2Fs.example.edu")]
+    expected = text
+    for search, replace in pairs:
+        expected = re.sub(host_pair_regex(search), replace.replace("\\", "\\\\"), expected)
+    assert plain_replace(text, pairs) == expected
+    assert plain_replace(text.encode("utf-8"), pairs) == expected.encode("utf-8")

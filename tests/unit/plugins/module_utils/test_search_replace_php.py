@@ -20,7 +20,6 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.wfu.multisite.plugins.module_utils import search_replace
 from ansible_collections.wfu.multisite.plugins.module_utils.search_replace import (
     SERIALIZED_PREFIXES,
     HostPair,
@@ -451,58 +450,3 @@ def test_host_pair_regex_reads_the_same_in_pcre(tmp_path):
                       for search, text in zip(searches, texts)]
     assert php_results == python_results
     assert python_results[-4] == "<dev.example.edu>|xdev.example.edu|dev.example.edu-|(<dev.example.edu>)"
-
-
-# -- the fast paths, checked against the token-by-token parser they stand in for ---------------------------------
-# The serialized values above, and the same values damaged the ways a naive replace or a truncation damages them.
-def _damaged(value, position, how):
-    position %= len(value) + 1
-    if how == "drop":
-        return value[:position] + value[position + 1:]
-    if how == "double":
-        return value[:position] + value[position:position + 1] * 2 + value[position + 1:]
-    if how == "digit":
-        return value[:position] + "7" + value[position:]
-    return value[:position]
-
-
-damaged_values = st.builds(_damaged, serialized_values, st.integers(0, 10**6),
-                           st.sampled_from(["drop", "double", "digit", "cut"]))
-
-
-@settings(max_examples=1500, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(st.sampled_from(PAIR_SETS), st.one_of(serialized_values, damaged_values, damaged_values))
-def test_fast_serialized_path_gives_what_the_token_parser_gives(pairs, value):
-    replacer = search_replace.Replacer(pairs)
-    data = value.encode("utf-8", "surrogatepass")
-    stop = len(data.rstrip(b" \t\n\r\x0b\x0c"))
-    if search_replace._skeleton_parses(data[:stop]):
-        assert search_replace._scan(data, 0, len(data)) is not None, "the skeleton accepts what PHP refuses"
-        _FAST_TAKEN.append(value)
-    fast = search_replace._fast_rewrite(data, search_replace._marked(data, replacer.mark_pairs), replacer)
-    if fast is not search_replace._SLOW:
-        slow = search_replace._rewrite(data, replacer)
-        assert slow is not None, "the fast path edits a value that does not parse"
-        assert fast == slow
-
-
-_FAST_TAKEN = []
-
-
-def test_the_fast_serialized_path_is_taken():
-    # Run after the property test above (pytest keeps the file's order): most valid values took the fast path.
-    assert len(_FAST_TAKEN) > 300
-
-
-@settings(max_examples=1000, deadline=None, database=None)
-@given(st.lists(st.sampled_from(["dev.example.edu", "dev.example.edu", "%2Fdev.example.edu", "dev.example.edudev",
-                                 "a", "-", ".", "/", "é", "_", "9", " ", "dev.example.ed", "ev.example.edu"]),
-                max_size=12).map("".join))
-def test_plain_replacement_without_refusals_is_the_regular_expression_edit(text):
-    pairs = [HostPair("dev.example.edu", "uat-x.example.edu"), HostPair("%2Fdev.example.edu", "%2Fs.example.edu")]
-    expected = text
-    for search, replace in pairs:
-        expected = re.sub(host_pair_regex(search), replace.replace("\\", "\\\\"), expected)
-    assert search_replace.plain_replace(text, pairs) == expected
-    assert search_replace.plain_replace(text.encode("utf-8"), pairs) == expected.encode("utf-8")
