@@ -615,3 +615,27 @@ def test_big_and_deep_values_with_pairs_that_keep_lengths():
     for _level in range(200):
         nested = s(arr(i(0), nested))
     assert replace_value(nested, SAME_LENGTH_PAIRS) == nested.replace(DEV, target)
+
+
+@pytest.mark.parametrize("key", ["N;", "b:1;", "d:0.5;", "a:0:{}", 'O:8:"stdClass":0:{}'])
+def test_a_key_that_is_no_int_or_string_makes_the_value_plain_text(key):
+    # PHP's unserialize() refuses such keys; so the value gets the plain replacement, at any depth.
+    pairs = [("dev.example.edu", "staging.example.edu")]
+    value = 'a:1:{%ss:23:"https://dev.example.edu";}' % key
+    assert not is_serialized(value)
+    assert replace_value(value, pairs) == value.replace("dev.example.edu", "staging.example.edu")
+    outer = 'a:1:{i:0;s:%d:"%s";}' % (len(value), value)
+    assert replace_value(outer, pairs) == 'a:1:{i:0;s:%d:"%s";}' % (len(value) + 4, replace_value(value, pairs))
+
+
+@settings(max_examples=1000, deadline=None, database=None)
+@given(st.lists(st.sampled_from(["dev.example.edu", "dev.example.edu", "%2Fdev.example.edu", "dev.example.edudev",
+                                 "a", "-", ".", "/", "é", "_", "9", " ", "dev.example.ed", "ev.example.edu"]),
+                max_size=12).map("".join))
+def test_plain_replacement_of_host_pairs_is_the_regular_expression_edit(text):
+    pairs = [HostPair("dev.example.edu", "uat-x.example.edu"), HostPair("%2Fdev.example.edu", "%2Fs.example.edu")]
+    expected = text
+    for search, replace in pairs:
+        expected = re.sub(host_pair_regex(search), replace.replace("\\", "\\\\"), expected)
+    assert plain_replace(text, pairs) == expected
+    assert plain_replace(text.encode("utf-8"), pairs) == expected.encode("utf-8")
