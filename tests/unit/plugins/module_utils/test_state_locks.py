@@ -152,12 +152,12 @@ def test_create_names_the_migration_in_this_runs_lock_and_finish_releases_it(sto
     taken = store.locks.lock("uat")
     assert taken["lock"]["migration_id"] is None
     migration_id = new_migration(store)
-    assert read(store.locks.path("uat"))["migration_id"] == migration_id
+    assert store.locks.read("uat")["migration_id"] == migration_id
     with pytest.raises(StateError, match="belongs to migration %s of this run, not to dev-to-uat-else; it was left "
                                          "in place" % migration_id):
         store.locks.unlock("uat", migration_id="dev-to-uat-else")
     finished = store.finish(migration_id, "completed")
-    assert finished["lock_released"] is True and not os.path.exists(store.locks.path("uat"))
+    assert finished["lock_released"] is True and store.locks.read("uat") is None
     assert store.locks.unlock("uat") == {"changed": False, "released": False, "forced": False, "lock_name": "uat",
                                          "lock_file": store.locks.path("uat"), "previous_holder": None}
 
@@ -170,10 +170,10 @@ def test_finish_leaves_another_runs_lock(tmp_path, sleeper):
     assert os.path.exists(mine.locks.path("uat"))
 
 
-def test_status_shows_the_lock_and_its_holder(store, sleeper):
+def test_status_shows_the_lock_and_its_holder(store, make_store, sleeper):
     migration_id = new_migration(store)
     assert store.status(migration_id)["lock"] is None
-    StateStore(store.state_dir, holder_pid=sleeper.pid).locks.lock("uat", migration_id=migration_id)
+    make_store(holder_pid=sleeper.pid).locks.lock("uat", migration_id=migration_id)
     lock = store.status(migration_id)["lock"]
     assert lock["pid"] == sleeper.pid and lock["liveness"] == "alive"
 
