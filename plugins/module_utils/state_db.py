@@ -543,7 +543,8 @@ class DatabaseRunLocks:
         """Take the row ``key`` of ``table`` for this run; returns (outcome, previous row's holder with liveness).
 
         outcome: ``new``, ``held`` (already this run's), ``taken`` (over from a dead run, or forced) or
-        ``refused``.  Exactly one of any number of concurrent takers gets ``new``: the row's primary key decides.
+        ``refused``.  Exactly one of any number of concurrent takers gets ``new``: the row's primary key decides,
+        and the others wait for its transaction, then find its row.
         """
         columns = ", ".join(list(where) + ["token", "holder", "started"])
         values = list(key) + [row_holder["run_token"], json.dumps(row_holder), row_holder.get("started")]
@@ -552,8 +553,10 @@ class DatabaseRunLocks:
             found = self.db.rows("SELECT holder FROM %s WHERE %s" % (self.db.table(table), condition), key) \
                 if self.db.ready(create=False) else []
         else:
-            if self.db.execute("INSERT IGNORE INTO %s (%s) VALUES (%s)" % (
-                    self.db.table(table), columns, ", ".join(["%s"] * len(values))), values):
+            # ON DUPLICATE KEY locks an existing row exclusively at once (INSERT IGNORE would share-lock it, and
+            # two takers upgrading their shared locks deadlock); rowcount 1 means this run inserted it.
+            if self.db.execute("INSERT INTO %s (%s) VALUES (%s) ON DUPLICATE KEY UPDATE token = token" % (
+                    self.db.table(table), columns, ", ".join(["%s"] * len(values))), values) == 1:
                 return "new", None
             found = self.db.rows("SELECT holder FROM %s WHERE %s FOR UPDATE" % (self.db.table(table), condition), key)
         if not found:
@@ -582,10 +585,11 @@ class DatabaseRunLocks:
             self._start_keeper()
         holder = dict(self.me(), started=format_time(self.clock()))
         with self.db.transaction():
+            previous_migration = (self.read(name) or {}).get("migration_id")
             outcome, current = self._take(LOCKS, ("name",), (name,), holder, True, force, check_mode,
                                           "lock '%s'" % name)
             if outcome == "refused":
-                raise self._held_error(name, current)
+                raise self._held_error(name, dict(self.read(name) or {}, liveness=current["liveness"]))
             if outcome == "held":
                 held = self.read(name) or {}
                 result["already_held"] = True
@@ -596,7 +600,7 @@ class DatabaseRunLocks:
                 return dict(result, changed=False, lock=held)
             if outcome == "taken":
                 result.update(stale_lock_taken_over=True, forced=current["liveness"] != DEAD,
-                              previous_holder=current)
+                              previous_holder=dict(current, migration_id=previous_migration))
             if not check_mode:
                 self._name(name, migration_id)
             return dict(result, changed=True, lock=dict(holder, migration_id=migration_id, target_env=name))
