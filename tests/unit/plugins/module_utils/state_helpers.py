@@ -52,8 +52,6 @@ def write_lock(store, name, **fields):
     write(path, fields)
 
 
-
-
 def is_database(store):
     return hasattr(store, "db")
 
