@@ -232,7 +232,12 @@ class StateDatabase:
                              ssl=[list(pair) for pair in self.database.ssl], password=self.database.password),
                   "token": token, "holder": holder, "watch": watch, "lease": self.lease_seconds,
                   "interval": KEEPER_INTERVAL}
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in sys.path if path))
+        # The directory that holds ansible_collections/ (a zip in a module's payload): Ansible's controller finds
+        # collections without sys.path, the keeper needs it there.
+        root = __file__
+        for _level in range(6):
+            root = os.path.dirname(root)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + [path for path in sys.path if path]))
         proc = subprocess.Popen(  # pylint: disable=consider-using-with
             [sys.executable, "-c", "from ansible_collections.wfu.multisite.plugins.module_utils.state_db import "
              "keeper_main; keeper_main()"],

@@ -163,7 +163,8 @@ def test_sixteen_racers_for_one_site_give_exactly_one_winner(runs, servers, stat
 
 
 def test_a_killed_holder_needs_no_unlock_and_a_live_one_is_named(runs, servers, state_db):
-    holder = runs("job-1", awx_job_id="101")
+    # A lease far longer than the wait below: only the server's release of the killed keeper's lock can free it.
+    holder = runs("job-1", awx_job_id="101", state_lease_seconds=3600)
     migration_id = holder.do(action="create", source_env="dev", target_env="uat", sites=[1, 2, 3])["migration_id"]
     assert holder.do(action="lock", target_env="uat", migration_id=migration_id)["changed"] is True
     assert holder.do(action="claim", migration_id=migration_id, site_id=2)["claimed"] is True
@@ -286,3 +287,50 @@ def test_an_unreachable_state_database_is_named_without_its_password(runs, state
     assert failed["failed"] is True
     assert "the state database" in failed["msg"] and "127.0.0.1:%d" % port in failed["msg"]
     assert "Zq8-state-secret" not in json.dumps(failed)
+
+
+# -- the role and the playbooks on the database backend --------------------------------------------------------------
+
+def test_env_migrate_on_the_database_is_seen_from_another_home(servers, tmp_path):
+    from helpers import ANSIBLE_PLAYBOOK
+    from role_helpers import SOURCE_URL, MigrationSetup
+    from tools.wpnetwork import NetworkSpec
+
+    setup = MigrationSetup(servers, tmp_path / "run", NetworkSpec(url=SOURCE_URL, subdomain=True, sites=3, seed=9,
+                                                                  posts_per_site=1))
+    try:
+        run = setup.run(source_env="dev", target_env="uat", wfu_state_backend="database")
+        assert run.returncode == 0, run.stdout[-6000:]
+        assert not os.path.exists(setup.state_dir)  # nothing on files
+        found = query(servers["migration"], setup.migration_db, "SELECT id, status, state FROM wfu_state_migrations")
+        assert len(found) == 1 and found[0][1] == "completed"
+        migration_id, state = found[0][0], json.loads(found[0][2])
+        assert sorted(state["sites"]) == ["1", "2", "3"]
+        assert all(record["status"] == "completed" and record["attempts"] == 1 for record in state["sites"].values())
+        assert setup.sites_in_target() == [1, 2, 3]
+        logs = query(servers["migration"], setup.migration_db, "SELECT DISTINCT name FROM wfu_state_logs")
+        assert {"site-1", "site-2", "site-3"} <= {row[0] for row in logs}
+        # The migration database holds nothing of the run but the state; no lock or claim is left.
+        assert table_names(servers["migration"], setup.migration_db) == STATE_TABLES
+        assert query(servers["migration"], setup.migration_db, "SELECT COUNT(*) FROM wfu_state_locks") == ((0,),)
+        assert query(servers["migration"], setup.migration_db, "SELECT COUNT(*) FROM wfu_state_claims") == ((0,),)
+        assert servers["migration"].password not in run.stdout
+
+        # Another controller: a fresh HOME and another state_dir, the same inventory (the same migration db).
+        env = dict(setup.env(), HOME=str(tmp_path / "other-home"))
+        os.makedirs(env["HOME"])
+        for playbook, words in (("wfu.multisite.migration_list", migration_id),
+                                ("wfu.multisite.migration_status", "completed")):
+            seen = subprocess.run([ANSIBLE_PLAYBOOK, playbook, "-i", setup.inventory, "-e", "wfu_state_backend=database",
+                                   "-e", "wfu_state_dir=%s" % (tmp_path / "elsewhere")], cwd=setup.directory, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300, check=False)
+            assert seen.returncode == 0, seen.stdout[-4000:]
+            assert migration_id in seen.stdout and words in seen.stdout, seen.stdout[-4000:]
+            assert servers["migration"].password not in seen.stdout
+        files_only = subprocess.run([ANSIBLE_PLAYBOOK, "wfu.multisite.migration_list", "-i", setup.inventory, "-e",
+                                     "wfu_state_dir=%s" % (tmp_path / "elsewhere")], cwd=setup.directory, env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
+                                    check=False)
+        assert files_only.returncode == 0 and migration_id not in files_only.stdout  # files: another place
+    finally:
+        setup.drop()
