@@ -187,6 +187,23 @@ def test_foreign_state_is_refused_never_reset(store, content, expected):
     assert snapshot_of(store) == before
 
 
+def test_a_malformed_row_is_named_and_left_as_it_is(make_store, backend):
+    if backend != "database":
+        pytest.skip("the files backend's version is test_state_records.test_a_malformed_record_is_named_...")
+    store = make_store()
+    migration_id = new_migration(store)
+    edit_state(store, migration_id, lambda state: state["sites"]["2"].update(attempts="x"))
+    before = snapshot_of(store)
+    with pytest.raises(StateError) as caught:
+        store.mark_site(migration_id, 2, "in_progress")
+    message = str(caught.value)
+    assert message.startswith("%s.wfu_state_migrations row %s (database %s on " % (
+        store.db.database.database, migration_id, store.db.database.database)), message
+    assert "site 2, field attempts" in message and "Nothing was changed." in message
+    assert caught.value.details["site_id"] == "2" and caught.value.details["field"] == "attempts"
+    assert snapshot_of(store) == before
+
+
 @pytest.mark.files_layout
 def test_state_copied_into_another_directory_is_refused(store):
     migration_id = new_migration(store)
