@@ -6,7 +6,7 @@ import os
 import shutil
 
 import pytest
-from state_helpers import edit_state, new_migration, read, snapshot, stored_state, write
+from state_helpers import edit_state, new_migration, snapshot, stored_state, write
 
 from ansible_collections.wfu.multisite.plugins.module_utils.state_records import (
     BadField, apply_step, check_state, compact_result)
