@@ -187,3 +187,14 @@ def test_a_rollback_is_recorded_with_the_sites_it_put_back(params):
     assert status["migration"]["counters"]["completed"] == 3
     with pytest.raises(StateError, match="not part of migration"):
         act(params, action="rollback", migration_id=migration_id, sites=[9])
+
+
+def test_the_database_backend_is_checked_before_anything_is_written(params, tmp_path):
+    with pytest.raises(USER_ERRORS, match="state_backend=database needs state_db"):
+        act(dict(params, state_backend="database", state_db=None), action="validate", source_env="dev",
+            target_env="uat", environments=ENVIRONMENTS, migration_db=MIGRATION_DB)
+    with pytest.raises(USER_ERRORS, match="state_lease_seconds must be at least 5"):
+        act(dict(params, state_backend="database", state_db=MIGRATION_DB, state_lease_seconds=1), action="list")
+    assert "database" in argument_spec()["state_backend"]["choices"]
+    assert argument_spec()["state_db"]["options"]["password"]["no_log"] is True
+    assert not os.path.exists(params["state_dir"])
