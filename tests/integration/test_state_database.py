@@ -334,3 +334,72 @@ def test_env_migrate_on_the_database_is_seen_from_another_home(servers, tmp_path
         assert files_only.returncode == 0 and migration_id not in files_only.stdout  # files: another place
     finally:
         setup.drop()
+
+
+def db_state(servers, setup):
+    found = query(servers["migration"], setup.migration_db, "SELECT state FROM wfu_state_migrations") \
+        if "wfu_state_migrations" in table_names(servers["migration"], setup.migration_db) else ()
+    assert len(found) <= 1
+    return json.loads(found[0][0]) if found else None
+
+
+def sites_in(state, status):
+    return sorted(int(key) for key, record in (state or {}).get("sites", {}).items() if record["status"] == status)
+
+
+def test_a_cancelled_job_is_resumed_by_the_next_from_another_home_without_unlock(servers, tmp_path):
+    from helpers import connect
+    from role_helpers import SOURCE_URL, MigrationSetup, module_processes
+    from tools.wpnetwork import NetworkSpec
+
+    setup = MigrationSetup(servers, tmp_path / "job-1", NetworkSpec(url=SOURCE_URL, subdomain=True, sites=3, seed=23,
+                                                                    posts_per_site=1))
+
+    def job(name, **extra_vars):
+        """Another AWX-like job: its own HOME and state_dir, the same inventory (the same migration database)."""
+        home = tmp_path / name
+        os.makedirs(home / "home")
+        extra_vars.update(wfu_state_backend="database", wfu_state_dir=str(home / "state"))
+        return subprocess.run(setup.argv(extra_vars), cwd=setup.directory, env=dict(setup.env(), HOME=str(home / "home")),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600, check=False)
+
+    blocker = connect(setup.source, setup.source_db)
+    try:
+        with blocker.cursor() as cur:
+            cur.execute("LOCK TABLES wp_3_posts WRITE")  # the copy of site 3 waits
+        run = setup.start(source_env="dev", target_env="uat", site_timeout=120, wfu_state_backend="database")
+        wait_until(lambda: sites_in(db_state(servers, setup), "in_progress") == [3], "site 3 in progress", 180)
+        migration_id = db_state(servers, setup)["id"]
+
+        refused = job("job-2", resume="latest")
+        assert refused.returncode != 0
+        assert "pid %d on host" % run.pid in refused.stdout and "still running" in refused.stdout, \
+            refused.stdout[-4000:]
+        assert sites_in(db_state(servers, setup), "in_progress") == [3]
+
+        os.killpg(run.pid, signal.SIGKILL)  # AWX cancel
+        run.wait(timeout=60)
+    finally:
+        blocker.close()
+    wait_until(lambda: not module_processes("wfu_site_migrate", setup.module_tmp), "the killed job's modules to stop")
+    state = db_state(servers, setup)
+    assert (sites_in(state, "completed"), sites_in(state, "in_progress")) == ([1, 2], [3])
+    assert len(rows(servers, {"database": setup.migration_db}, "SELECT name FROM wfu_state_locks")) == 2
+
+    resumed = job("job-3", resume="latest")
+
+    try:
+        assert resumed.returncode == 0, resumed.stdout[-6000:]
+        state = db_state(servers, setup)
+        assert state["id"] == migration_id and state["status"] == "completed"
+        assert {key: record["attempts"] for key, record in state["sites"].items()} == {"1": 1, "2": 1, "3": 2}
+        assert state["resumes"][-1]["interrupted"] == [3]
+        assert setup.sites_in_target() == [1, 2, 3]
+        assert [problem for site_id in (1, 2, 3) for problem in setup.site_problems(site_id)] == []
+        # No unlock and no force: the dead job's locks were taken over, and the output says so.
+        assert "Took over lock 'uat' of pid %d on host" % run.pid in \
+            " ".join(resumed.stdout.split()), resumed.stdout[-6000:]
+        assert rows(servers, {"database": setup.migration_db}, "SELECT COUNT(*) FROM wfu_state_locks") == ((0,),)
+        assert table_names(servers["migration"], setup.migration_db) == STATE_TABLES
+    finally:
+        setup.drop()
