@@ -12,9 +12,13 @@ Layout under the state directory (``wfu_state_dir``, default ``~/.wfuwp/migratio
     <id>/failed.json            the failed and timed-out sites with error, phase and failure class
     <id>/logs/site-<N>.log      one line per status change of site N (network.log for the network tables)
     locks/<name>.lock           the run locks (``run_lock``)
+    <id>/claims/site-<N>.lock   the site claims (``claim``; judged by pid and host: one machine only)
 
 Files are written by ``atomic_files`` (0600, atomic, the previous state kept as state.json.bak); the
 records and their validation are ``state_records``; the views returned to tasks are ``state_report``.
+``state_db.DatabaseStateStore`` keeps the same records in database tables: it overrides only the methods
+that say where state, options, index, logs, locks and claims are kept (``load_state``, ``save_state``,
+``_store_new``, ``_entries``, ``paths``...), so the record logic here is the one of both backends.
 A state records its *holder*, the run that created or last loaded it (``run_lock.run_identity``), so
 that a migration left ``running`` by a run that is gone is shown as ``interrupted``.
 """
