@@ -121,6 +121,56 @@ options:
             default: true
 """
 
+    STATE_DB = r"""
+options:
+  state_db:
+    description:
+      - The database of the V(database) state backend (O(state_backend=database)) - C(wfu_state_db), else
+        C(wfu_migration_db). Its tables are named C(wfu_state_*), which no sweep touches.
+      - Required with O(state_backend=database); ignored with V(files).
+    type: dict
+    suboptions:
+      host:
+        description: Server host name or address.
+        type: str
+      port:
+        description: Server port (3306 when not given).
+        type: int
+      user:
+        description: User name.
+        type: str
+      password:
+        description: Password. Never logged, never placed on a command line.
+        type: str
+      database:
+        description: The database.
+        type: str
+      config_file:
+        description:
+          - A C([client]) option file whose values fill the keys not given here (the way to pass AWX credentials).
+        type: path
+      unix_socket:
+        description: Unix socket path, used instead of host and port.
+        type: path
+      ssl:
+        description: TLS settings.
+        type: dict
+        suboptions:
+          ca:
+            description: CA certificate file.
+            type: path
+          cert:
+            description: Client certificate file.
+            type: path
+          key:
+            description: Client key file.
+            type: path
+          verify_server_cert:
+            description: Verify the server's certificate.
+            type: bool
+            default: true
+"""
+
     CLEANUP = r"""
 options:
   target:

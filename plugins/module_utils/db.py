@@ -186,6 +186,8 @@ class Database:
         """``the target database of uat``, ``the migration database``."""
         if self.role == "migration":
             return "the migration database"
+        if self.role == "state":
+            return "the state database"
         if self.role and self.env:
             return "the %s database of %s" % (self.role, self.env)
         if self.role:
@@ -196,6 +198,8 @@ class Database:
         """Where the user configured this database."""
         if self.role == "migration":
             return "wfu_migration_db"
+        if self.role == "state":
+            return "wfu_state_db (or wfu_migration_db)"
         return "wfu_environments.%s.db" % self.env if self.env else "the db settings"
 
     def __str__(self):

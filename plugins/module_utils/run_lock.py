@@ -87,9 +87,9 @@ class RunLocks:
     ``warnings`` collects what the task should tell the user (a lock taken over, what a force overrode).
     """
 
-    def __init__(self, state_dir, me, clock=utc_now, warnings=None):
+    def __init__(self, state_dir, me, clock=utc_now, warnings=None, locks_dir=None):
         self.state_dir = state_dir
-        self.locks_dir = os.path.join(state_dir, "locks")
+        self.locks_dir = locks_dir or os.path.join(state_dir, "locks")
         self.me = me
         self.clock = clock
         self.warnings = [] if warnings is None else warnings

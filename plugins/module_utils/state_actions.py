@@ -15,13 +15,15 @@ from __future__ import annotations
 
 from ansible_collections.wfu.multisite.plugins.module_utils import run_actions
 from ansible_collections.wfu.multisite.plugins.module_utils.atomic_files import StateError
-from ansible_collections.wfu.multisite.plugins.module_utils.db import ConfigError
+from ansible_collections.wfu.multisite.plugins.module_utils.db import ConfigError, Database, db_option
+from ansible_collections.wfu.multisite.plugins.module_utils.errors import MigrationError, redact
 from ansible_collections.wfu.multisite.plugins.module_utils.state_records import (
-    FAILURE_CLASSES, MIGRATION_STATUSES, NETWORK_STATUSES, SITE_PHASES, SITE_STATUSES)
+    DONE_STATUSES, FAILURE_CLASSES, MIGRATION_STATUSES, NETWORK_STATUSES, SITE_PHASES, SITE_STATUSES)
 from ansible_collections.wfu.multisite.plugins.module_utils.state_store import DEFAULT_STATE_DIR, StateStore
 
 # What a task fails with, rather than a traceback.
-USER_ERRORS = (StateError, ConfigError, OSError)
+USER_ERRORS = (StateError, ConfigError, MigrationError, OSError)
+STATE_BACKENDS = ("files", "database")
 
 
 def _create(store, params, check_mode):
@@ -41,6 +43,11 @@ def _site(store, params, check_mode):
                              phase=params.get("phase"), failure_class=params.get("failure_class"),
                              details=params.get("details"), phase_done=params.get("phase_done"),
                              check_mode=check_mode)
+    if params["status"] in DONE_STATUSES and not check_mode:
+        # A site that is over is no longer claimed by this run (a claim of another run stays).
+        claims = store.claims_view(params["migration_id"])
+        if claims.get(str(result["site_id"]), {}).get("liveness") == "self":
+            store.release(params["migration_id"], result["site_id"])
     if params["status"] in ("failed", "timeout") and check_mode:
         result["decision"] = run_actions.CHECK_MODE_DECISION
     elif params["status"] in ("failed", "timeout"):
@@ -74,8 +81,10 @@ def _list(store, params, check_mode):
 
 def _status(store, params, check_mode):
     del check_mode  # read only
-    return store.status(params.get("migration_id") or "latest", source_env=params.get("source_env"),
-                        target_env=params.get("target_env"))
+    result = store.status(params.get("migration_id") or "latest", source_env=params.get("source_env"),
+                          target_env=params.get("target_env"))
+    result["claims"] = store.claims_view(result["migration"]["id"])
+    return result
 
 
 def _lock(store, params, check_mode):
@@ -86,6 +95,22 @@ def _lock(store, params, check_mode):
 def _unlock(store, params, check_mode):
     return store.locks.unlock(params["target_env"], migration_id=params.get("migration_id"),
                               force=params.get("force", False), check_mode=check_mode)
+
+
+def _claim(store, params, check_mode):
+    return store.claim(params["migration_id"], params["site_id"], force=params.get("force", False),
+                       check_mode=check_mode)
+
+
+def _release(store, params, check_mode):
+    return store.release(params["migration_id"], params["site_id"], force=params.get("force", False),
+                         check_mode=check_mode)
+
+
+def _validate(store, params, check_mode):
+    # The state backend first: an unreachable state database or a foreign schema stops the run before anything.
+    store.check_reachable()
+    return run_actions.validate(store, params, check_mode)
 
 
 ACTIONS = {
@@ -99,8 +124,11 @@ ACTIONS = {
     "lock": _lock,
     "unlock": _unlock,
     "rollback": _rollback,
+    "claim": _claim,
+    "release": _release,
 }
 ACTIONS.update(run_actions.ACTIONS)
+ACTIONS["validate"] = _validate
 
 REQUIRED_IF = [
     ("action", "create", ("source_env", "target_env")),
@@ -111,6 +139,9 @@ REQUIRED_IF = [
     ("action", "lock", ("target_env",)),
     ("action", "unlock", ("target_env",)),
     ("action", "rollback", ("migration_id",)),
+    ("action", "claim", ("migration_id", "site_id")),
+    ("action", "release", ("migration_id", "site_id")),
+    ("state_backend", "database", ("state_db",)),
 ] + run_actions.REQUIRED_IF
 
 
@@ -119,6 +150,9 @@ def argument_spec():
     spec = dict(
         action=dict(type="str", required=True, choices=list(ACTIONS)),
         state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
+        state_backend=dict(type="str", choices=list(STATE_BACKENDS), default="files"),
+        state_db=db_option(),
+        state_lease_seconds=dict(type="int", default=30),
         migration_id=dict(type="str"),
         source_env=dict(type="str"),
         target_env=dict(type="str"),
@@ -144,7 +178,18 @@ def argument_spec():
 
 
 def open_store(params, holder_pid=None):
-    """The store the task's ``params`` name: today the files under ``state_dir``."""
+    """The store the task's ``params`` name: the files under ``state_dir`` or the tables in ``state_db``."""
+    if params.get("state_backend") == "database":
+        # Imported here: the files backend must not need PyMySQL.
+        from ansible_collections.wfu.multisite.plugins.module_utils.state_db import DatabaseStateStore
+        if not params.get("state_db"):
+            raise ConfigError("state_backend=database needs state_db (wfu_state_db, or wfu_migration_db)")
+        if params.get("state_lease_seconds") is not None and params["state_lease_seconds"] < 5:
+            raise ConfigError("state_lease_seconds must be at least 5, got %d" % params["state_lease_seconds"])
+        return DatabaseStateStore(Database.from_params(params["state_db"], role="state"), holder_pid=holder_pid,
+                                  awx_job_id=params.get("awx_job_id"),
+                                  awx_workflow_job_id=params.get("awx_workflow_job_id"),
+                                  lease_seconds=params.get("state_lease_seconds"), state_dir=params["state_dir"])
     return StateStore(params["state_dir"], holder_pid=holder_pid, awx_job_id=params.get("awx_job_id"),
                       awx_workflow_job_id=params.get("awx_workflow_job_id"))
 
@@ -155,7 +200,10 @@ def run_action(params, check_mode=False, holder_pid=None):
     ``holder_pid`` stands for the run's ansible-playbook process (default: found above this process).
     """
     store = open_store(params, holder_pid)
-    result = ACTIONS[params["action"]](store, params, check_mode)
+    try:
+        result = ACTIONS[params["action"]](store, params, check_mode)
+    finally:
+        store.close()
     if "migration" in result:
         result["migration_id"] = result["migration"]["id"]
     if store.warnings:
@@ -169,4 +217,7 @@ def task_failure(exc, params):
         return dict(exc.details, msg=str(exc))
     if isinstance(exc, ConfigError):
         return {"msg": str(exc)}
+    if isinstance(exc, MigrationError):
+        secret = ((params.get("state_db") or {}).get("password") or "",)
+        return {"msg": redact("%s. %s" % (str(exc).rstrip("."), exc.hint), secret)}
     return {"msg": "cannot use the state directory %s: %s" % (params["state_dir"], exc)}

@@ -12,9 +12,13 @@ Layout under the state directory (``wfu_state_dir``, default ``~/.wfuwp/migratio
     <id>/failed.json            the failed and timed-out sites with error, phase and failure class
     <id>/logs/site-<N>.log      one line per status change of site N (network.log for the network tables)
     locks/<name>.lock           the run locks (``run_lock``)
+    <id>/claims/site-<N>.lock   the site claims (``claim``; judged by pid and host: one machine only)
 
 Files are written by ``atomic_files`` (0600, atomic, the previous state kept as state.json.bak); the
 records and their validation are ``state_records``; the views returned to tasks are ``state_report``.
+``state_db.DatabaseStateStore`` keeps the same records in database tables: it overrides only the methods
+that say where state, options, index, logs, locks and claims are kept (``load_state``, ``save_state``,
+``_store_new``, ``_entries``, ``paths``...), so the record logic here is the one of both backends.
 A state records its *holder*, the run that created or last loaded it (``run_lock.run_identity``), so
 that a migration left ``running`` by a run that is gone is shown as ``interrupted``.
 """
@@ -117,6 +121,11 @@ class StateStore:
     def _read_state(self, path, migration_id, next_step):
         """Parse and check the state file ``path``; ``next_step(path)`` ends the messages a restore could answer."""
         state = read_json(path, "migration state", advice=next_step)
+        return self._checked_state(state, path, migration_id, next_step)
+
+    @staticmethod
+    def _checked_state(state, path, migration_id, next_step):
+        """``state`` as read from ``path`` (a file, or a row for the database backend), checked as load_state says."""
         if not isinstance(state, dict) or "schema_version" not in state:
             raise StateError("%s is not a wfu.multisite migration state (it has no schema_version). Nothing was "
                              "changed; move the file away if it does not belong here." % path, path=path)
@@ -176,10 +185,10 @@ class StateStore:
             hint = "; the nearest: %s" % ", ".join(nearest)
         else:
             hint = "; there are no migrations there yet"
-        return StateError("no migration %r in %s%s" % (migration_id, self.state_dir, hint), candidates=nearest)
+        return StateError("no migration %r in %s%s" % (migration_id, self.location(), hint), candidates=nearest)
 
-    def save_state(self, state, outcomes_changed=False):
-        """Write the state and what is derived from it.
+    def save_state(self, state, outcomes_changed=False, logs=()):
+        """Write the state and what is derived from it, then append ``logs`` (``(log name, line)`` pairs).
 
         completed.json and failed.json are rewritten only when ``outcomes_changed`` (a site moved into
         or out of completed/failed/timeout/skipped) or when they are missing.
@@ -194,6 +203,8 @@ class StateStore:
             write_atomic(paths["failed"], json_bytes(failed), sync_dir=False)
         fsync_dir(paths["dir"])
         self._update_index(state)
+        for name, line in logs:
+            append_line(os.path.join(paths["logs"], name + ".log"), line)
 
     def _resolve_id(self, migration_id, source_env=None, target_env=None, resumable_only=True):
         """An explicit id as given; 'latest' as the newest matching migration (not completed, when resumable_only)."""
@@ -210,10 +221,10 @@ class StateStore:
                 return entry["id"]
         pair = " for %s -> %s" % (source_env or "any", target_env or "any") if (source_env or target_env) else ""
         if not entries:
-            raise StateError("no migrations%s in %s" % (pair, self.state_dir))
+            raise StateError("no migrations%s in %s" % (pair, self.location()))
         newest = ", ".join(entry["id"] for entry in entries[-5:])
         raise StateError("nothing to resume%s in %s: every migration there is completed (%s). Start a new one with "
-                         "-e source_env=... -e target_env=..." % (pair, self.state_dir, newest))
+                         "-e source_env=... -e target_env=..." % (pair, self.location(), newest))
 
     def _holder_view(self, state):
         """The state's recorded holder with its liveness seen from this run, or None when none is recorded."""
@@ -224,7 +235,7 @@ class StateStore:
 
     def summary(self, state):
         """The compact view returned to the playbook as ``migration``."""
-        return summary(state, self.paths(state["id"]), self.state_dir, self.clock(), self._holder_view(state))
+        return summary(state, self.paths(state["id"]), self.location(), self.clock(), self._holder_view(state))
 
     # the index
 
@@ -322,14 +333,26 @@ class StateStore:
         if check_mode:
             state["id"] = self._free_id(base_id)
         else:
-            make_private_dir(self.state_dir)
-            state["id"] = self._claim_id(base_id)
-            paths = self.paths(state["id"])
-            make_private_dir(paths["logs"])
-            write_atomic(paths["options"], json_bytes(saved_options))
-            self.save_state(state)
+            self._store_new(state, base_id)
             self.locks.name_migration(target_env, state["id"])
         return {"changed": True, "created": True, "migration": self.summary(state)}
+
+    def _store_new(self, state, base_id):
+        """Write a new migration under a free id made from ``base_id`` (set in ``state``)."""
+        make_private_dir(self.state_dir)
+        state["id"] = self._claim_id(base_id)
+        paths = self.paths(state["id"])
+        make_private_dir(paths["logs"])
+        write_atomic(paths["options"], json_bytes(state["options"]))
+        self.save_state(state)
+
+    def _write_options(self, migration_id, options):
+        write_atomic(self.paths(migration_id)["options"], json_bytes(options))
+
+    def _tidy(self, migration_id):
+        """What a writer killed mid-write left (temporary files)."""
+        remove_stale_temp_files(self.paths(migration_id)["dir"])
+        remove_stale_temp_files(self.state_dir)
 
     def _free_id(self, base_id):
         candidate, number = base_id, 1
@@ -389,17 +412,16 @@ class StateStore:
         state["consecutive_failures"] = 0
         changed = state != before
         if not check_mode:
-            remove_stale_temp_files(self.paths(migration_id)["dir"])
-            remove_stale_temp_files(self.state_dir)
+            self._tidy(migration_id)
         if changed:
             state.setdefault("resumes", []).append({"at": self.now(), "holder": state["holder"],
                                                     "interrupted": interrupted, "options_overridden": overridden})
             if not check_mode:
                 if overridden:
-                    write_atomic(self.paths(migration_id)["options"], json_bytes(state["options"]))
-                self.save_state(state)
-                for site_id in interrupted:
-                    self._log_site(state, site_id, "interrupted: found in_progress at resume; set back to pending")
+                    self._write_options(migration_id, state["options"])
+                self.save_state(state, logs=[
+                    self._site_log(state, site_id, "interrupted: found in_progress at resume; set back to pending")
+                    for site_id in interrupted])
         if not check_mode:
             self.locks.name_migration(state["target_env"], migration_id)
         return {"changed": changed, "migration": self.summary(state), "interrupted": interrupted,
@@ -432,12 +454,11 @@ class StateStore:
             state["consecutive_failures"] += 1
         state["counters"] = count_sites(state)
         if not check_mode:
-            self.save_state(state, outcomes_changed)
-            self._log_site(state, site_id, describe_step(record))
+            self.save_state(state, outcomes_changed, logs=[self._site_log(state, site_id, describe_step(record))])
         return {"changed": True, "migration_id": migration_id, "site_id": site_id, "site": dict(record, id=site_id),
                 "counters": state["counters"], "consecutive_failures": state["consecutive_failures"],
                 "progress": progress(state, state["counters"], self.clock()),
-                "log_file": os.path.join(self.paths(migration_id)["logs"], "site-%s.log" % key)}
+                "log_file": self.log_location(migration_id, "site-%s" % key)}
 
     def mark_network(self, migration_id, status, error=None, phase=None, failure_class=None, details=None,
                      check_mode=False):
@@ -453,9 +474,7 @@ class StateStore:
                        details=details)
         changed = state != before
         if changed and not check_mode:
-            self.save_state(state)
-            append_line(os.path.join(self.paths(migration_id)["logs"], "network.log"),
-                        "%s network tables %s\n" % (self.now(), describe_step(record)))
+            self.save_state(state, logs=[("network", "%s network tables %s\n" % (self.now(), describe_step(record)))])
         return {"changed": changed, "migration_id": migration_id, "network_tables": record}
 
     def record_rollback(self, migration_id, sites=(), network_tables=False, failed_sites=(), error=None,
@@ -481,9 +500,8 @@ class StateStore:
         if network_tables:
             state["network_tables"]["rolled_back"] = now
         if not check_mode:
-            self.save_state(state)
-            append_line(os.path.join(self.paths(migration_id)["logs"], "rollback.log"),
-                        "%s rolled back: %s\n" % (now, describe_rollback(entry, with_error=True)))
+            self.save_state(state, logs=[("rollback", "%s rolled back: %s\n"
+                                          % (now, describe_rollback(entry, with_error=True)))])
         return {"changed": True, "migration_id": migration_id, "rollback": entry,
                 "rollbacks": len(state["rollbacks"])}
 
@@ -513,7 +531,7 @@ class StateStore:
             else:
                 holder = self._holder_view(state)
                 rows.append(list_row(index_entry(state), state, liveness=holder and holder["liveness"]))
-        return {"changed": False, "migrations": rows, "table": format_table(rows), "state_dir": self.state_dir}
+        return {"changed": False, "migrations": rows, "table": format_table(rows), "state_dir": self.location()}
 
     def status(self, migration_id="latest", source_env=None, target_env=None):
         """One migration in detail; 'latest' here is the newest migration whatever its status."""
@@ -529,14 +547,108 @@ class StateStore:
                 "resume_command": migration["resume_command"],
                 "report": format_report(migration, failed_sites, durations, media)}
 
+    # site claims
+
+    def claim(self, migration_id, site_id, force=False, check_mode=False):
+        """Claim ``site_id`` of a migration for this run; ``claimed`` in the result says whether this run won.
+
+        A claim held by a live run is refused (``claim_refused`` names it); one whose run is gone is taken over
+        (``dead_holder``: the site must be cleaned and redone).  On files a claim is a lock file under
+        ``<id>/claims`` judged by pid and host: it holds between processes of one machine only.
+        """
+        site_id = self._site_of(migration_id, site_id)
+        return self._take_claim(migration_id, site_id, force, check_mode)
+
+    def release(self, migration_id, site_id, force=False, check_mode=False):
+        """Release this run's claim of a site (or a gone run's; anyone's with ``force``)."""
+        site_id = self._site_of(migration_id, site_id)
+        return self._release_claim(migration_id, site_id, force, check_mode)
+
+    def _site_of(self, migration_id, site_id):
+        state = self.load_state(migration_id)
+        site_id = site_id_of(site_id)
+        if str(site_id) not in state["sites"]:
+            raise StateError("site %d is not part of migration %s" % (site_id, migration_id))
+        return site_id
+
+    def _claim_locks(self, migration_id):
+        directory = self.migration_dir(migration_id)
+        return RunLocks(directory, self.me, clock=self.clock, warnings=self.warnings,
+                        locks_dir=os.path.join(directory, "claims"))
+
+    def _take_claim(self, migration_id, site_id, force, check_mode):
+        try:
+            taken = self._claim_locks(migration_id).lock("site-%d" % site_id, migration_id=migration_id, force=force,
+                                                         check_mode=check_mode)
+        except StateError as exc:
+            return claim_result(migration_id, site_id, "refused", exc.details.get("holder") or {}, None)
+        outcome = "held" if taken["already_held"] else "taken" if taken["stale_lock_taken_over"] else "new"
+        return claim_result(migration_id, site_id, outcome, taken["previous_holder"], taken["lock"])
+
+    def _release_claim(self, migration_id, site_id, force, check_mode):
+        released = self._claim_locks(migration_id).unlock("site-%d" % site_id, force=force, check_mode=check_mode)
+        return {"changed": released["changed"], "released": released["released"], "site_id": site_id,
+                "migration_id": migration_id, "previous_holder": released["previous_holder"]}
+
+    def claims_view(self, migration_id):
+        """Every claim of a migration with its holder's liveness, by site id."""
+        claims = self._claim_locks(migration_id)
+        out = {}
+        if os.path.isdir(claims.locks_dir):
+            for name in sorted(os.listdir(claims.locks_dir)):
+                if name.startswith("site-") and name.endswith(".lock"):
+                    out[name[5:-5]] = claims.view(name[:-5])
+        return out
+
+    def check_reachable(self):
+        """validate: nothing to reach for files (the directory is made when first written)."""
+
+    def read_log(self, migration_id, name):
+        """The lines of one log, oldest first, as one text ("" when there is none)."""
+        try:
+            with open(self.log_location(migration_id, name), encoding="utf-8") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return ""
+
+    def close(self):
+        """Nothing to close for files."""
+
     # site logs
 
-    def _log_site(self, state, site_id, text):
-        line = "%s migration=%s site=%d %s\n" % (self.now(), state["id"], site_id, text)
-        append_line(os.path.join(self.paths(state["id"])["logs"], "site-%d.log" % site_id), line)
+    def _site_log(self, state, site_id, text):
+        """The ``(log name, line)`` of a status change of one site, for save_state."""
+        return "site-%d" % site_id, "%s migration=%s site=%d %s\n" % (self.now(), state["id"], site_id, text)
+
+    def log_location(self, migration_id, name):
+        """Where the log ``name`` (``site-<N>``, ``network``, ``rollback``) of a migration is kept."""
+        return os.path.join(self.paths(migration_id)["logs"], name + ".log")
+
+    def location(self):
+        """Where this store keeps the states (the state directory)."""
+        return self.state_dir
 
 
 LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+
+
+def claim_result(migration_id, site_id, outcome, current, holder):
+    """The task result of a claim (both backends): ``outcome`` is new, held, taken or refused."""
+    current = current or {}
+    result = {"migration_id": migration_id, "site_id": site_id, "claimed": outcome != "refused",
+              "changed": outcome in ("new", "taken"), "already_held": outcome == "held",
+              "holder": holder if outcome != "refused" else current,
+              "previous_holder": current if outcome == "taken" else None,
+              "dead_holder": outcome == "taken" and current.get("liveness") == "dead"}
+    if outcome == "refused":
+        result["claim_refused"] = ("site %d of migration %s is claimed by %s, which is %s; this run leaves it to "
+                                   "that one." % (site_id, migration_id, describe_holder(current),
+                                                  "still running" if current.get("liveness") == ALIVE
+                                                  else "not provably gone"))
+    elif result["dead_holder"]:
+        result["claim_note"] = ("site %d of migration %s was claimed by %s, which is gone: clean the site's "
+                                "leftovers and redo it." % (site_id, migration_id, describe_holder(current)))
+    return result
 
 
 def render_state(state):

@@ -30,6 +30,17 @@ description:
     process, or the host rebooted since); a live holder, a holder on another host or container (nothing here can
     check it) and an unreadable lock file are refused with the holder's name. O(force=true) takes over or removes
     any lock and warns what it overrode (the holder and whether it was alive)."
+  - "State in the database: with O(state_backend=database) the same state lives in tables of O(state_db) -
+    C(wfu_state_meta) (the tables' schema_version; a foreign or newer one is refused, never reset),
+    C(wfu_state_migrations) (one row per migration - the index columns, the state, the options), C(wfu_state_logs)
+    (the log lines), C(wfu_state_runs), C(wfu_state_locks) and C(wfu_state_claims). Every action writes in one
+    transaction. Every controller, container or AWX job that reaches the database sees the same migrations."
+  - "Locks and claims on the database: the first V(lock) or V(claim) of a run starts its keeper, a small process
+    in the run's process group that holds a server-side C(GET_LOCK) on one connection and renews a lease every
+    second, and ends with the ansible-playbook process. A lock or claim is alive while its keeper's server lock is
+    held and its lease (O(state_lease_seconds)) runs; once the holder is killed (its connection closes) or its lease
+    has run out (a container that vanished), the next run takes it without any unlock. Slices of one AWX workflow
+    job (same O(awx_workflow_job_id)) share the run lock; claims stay per site."
   - "A state records its holder too (the same identity), whenever a run creates or loads it. A migration whose
     status is C(running) while its holder is gone (the run was killed, or stopped by Ctrl-C or SIGTERM) is shown by
     V(status) and V(list) as C(interrupted) (RV(migration.effective_status)); the file is not rewritten for it."
@@ -66,18 +77,39 @@ options:
       - V(conclude) finishes the migration with the status the run policy gives - O(stop_status) when the run was
         stopped, else failed, paused or completed from the counters - and O(reason).
       - With O(status=failed) or O(status=timeout), V(site) also returns the run policy's RV(decision).
+      - V(claim) claims O(site_id) of O(migration_id) for this run, atomically - of any number of runs claiming one
+        site at once exactly one wins. RV(claimed) says whether this run holds it; a claim of a live run is refused
+        (RV(claim_refused) names it, the task does not fail); one whose run is gone is taken over with
+        RV(dead_holder) true (clean the site and redo it). On V(files) a claim is C(<id>/claims/site-<N>.lock),
+        judged by pid and host - it holds between processes of one machine only.
+      - V(release) releases this run's claim of O(site_id) (a gone run's too; anyone's with O(force)). Recording a
+        site V(completed), V(failed), V(timeout) or V(skipped) releases this run's claim of it.
       - V(rollback) records a rollback of O(migration_id) (by C(wfu.multisite.migration_rollback)) - the O(sites)
         put back, O(network_tables) when the network tables were, the O(failed_sites) and the O(error) - in the
         state's C(rollbacks) and in C(logs/rollback.log); each site put back gets C(rolled_back) (the time) in its
         record, whose status stays.
     type: str
     required: true
-    choices: [create, load, site, network, finish, list, status, lock, unlock, validate, plan, decide, conclude,
-              rollback]
+    choices: [create, load, site, network, finish, list, status, lock, unlock, rollback, claim, release, validate,
+              plan, decide, conclude]
   state_dir:
-    description: Directory of the migration states (C(wfu_state_dir)).
+    description: Directory of the migration states (C(wfu_state_dir)) for O(state_backend=files).
     type: path
     default: ~/.wfuwp/migrations
+  state_backend:
+    description:
+      - Where the state lives (C(wfu_state_backend)) - V(files) under O(state_dir), or V(database) in tables of
+        O(state_db).
+    type: str
+    choices: [files, database]
+    default: files
+  state_lease_seconds:
+    description:
+      - With O(state_backend=database), how long the lease of a run's locks and claims lasts without renewal (its
+        keeper renews it every second). A holder whose lease has run out is gone even though the server still sees
+        its connection (a container that vanished). At least 5.
+    type: int
+    default: 30
   migration_id:
     description:
       - The migration, for O(action=load), O(action=site), O(action=network), O(action=finish) and
@@ -126,7 +158,8 @@ options:
       - Whether a rollback put the network tables back (O(action=rollback)).
     type: raw
   site_id:
-    description: The site whose status changes (O(action=site)).
+    description: The site whose status changes (O(action=site)), or that is claimed or released (O(action=claim),
+      O(action=release)).
     type: int
   status:
     description:
@@ -252,6 +285,7 @@ seealso:
   - module: wfu.multisite.wfu_site_migrate
   - module: wfu.multisite.wfu_migration_cleanup
 extends_documentation_fragment:
+  - wfu.multisite.connection.state_db
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
   - ansible.builtin.action_common_attributes.facts
@@ -547,8 +581,8 @@ lock_file:
   returned: lock, unlock
   type: str
 already_held:
-  description: Whether this playbook run already held the lock.
-  returned: lock
+  description: Whether this playbook run already held the lock (or the claim).
+  returned: lock, claim
   type: bool
 stale_lock_taken_over:
   description: Whether a lock of another run was replaced (its holder gone or, with O(force), any).
@@ -559,12 +593,12 @@ forced:
   returned: lock, unlock
   type: bool
 previous_holder:
-  description: The lock that was replaced or removed, with C(liveness) as in RV(lock).
-  returned: lock, unlock
+  description: The lock or claim that was replaced or removed, with C(liveness) as in RV(lock).
+  returned: lock, unlock, claim, release
   type: dict
 released:
-  description: Whether a lock was removed.
-  returned: unlock
+  description: Whether a lock (or, for O(action=release), a claim) was removed.
+  returned: unlock, release
   type: bool
 holder:
   description: The lock (or the state's holder) that blocked the task, with C(liveness).
@@ -624,6 +658,26 @@ run_network:
   description: Whether this run migrates the network tables.
   returned: plan
   type: bool
+claimed:
+  description: Whether this run holds the claim of the site now.
+  returned: claim
+  type: bool
+claim_refused:
+  description: Why the claim was refused - the live run that holds it.
+  returned: claim, when refused
+  type: str
+dead_holder:
+  description: Whether the claim was taken over from a run that is gone (the site must be cleaned and redone).
+  returned: claim
+  type: bool
+claim_note:
+  description: What to do with a site taken over from a gone run.
+  returned: claim, when taken over from a gone run
+  type: str
+claims:
+  description: The claims of the migration by site id, each its holder with C(liveness).
+  returned: status
+  type: dict
 candidates:
   description: The nearest existing migration ids.
   returned: failure because the migration id is unknown

@@ -52,10 +52,60 @@ def write_lock(store, name, **fields):
     write(path, fields)
 
 
+def is_database(store):
+    return hasattr(store, "db")
+
+
+def stored_state(store, migration_id):
+    """The state as stored, read past the store's checks: state.json, or the row's JSON."""
+    if is_database(store):
+        from ansible_collections.wfu.multisite.plugins.module_utils.state_db import MIGRATIONS
+        return json.loads(store.db.rows("SELECT state FROM %s WHERE id = %%s" % store.db.table(MIGRATIONS),
+                                        (migration_id,))[0][0])
+    return read(store.paths(migration_id)["state"])
+
+
+def stored_options(store, migration_id):
+    if is_database(store):
+        return store.options_of(migration_id)
+    return read(store.paths(migration_id)["options"])
+
+
+def stored_outcomes(store, migration_id):
+    """(completed, failed) as completed.json and failed.json hold them (derived from the row on the database)."""
+    if is_database(store):
+        return store.outcomes(migration_id)
+    paths = store.paths(migration_id)
+    return read(paths["completed"]), read(paths["failed"])
+
+
+def log_text(store, migration_id, name):
+    return store.read_log(migration_id, name)
+
+
 def edit_state(store, migration_id, change):
-    """Apply ``change(state)`` to state.json by hand, as a person with an editor would (no .bak is made)."""
-    path = store.paths(migration_id)["state"]
-    state = read(path)
+    """Apply ``change(state)`` to the stored state by hand, as a person with an editor would (no .bak is made)."""
+    state = stored_state(store, migration_id)
     change(state)
+    if is_database(store):
+        from ansible_collections.wfu.multisite.plugins.module_utils.state_db import MIGRATIONS
+        store.db.execute("UPDATE %s SET state = %%s WHERE id = %%s" % store.db.table(MIGRATIONS),
+                         (json.dumps(state), migration_id))
+        store.db.conn().commit()
+        return None
+    path = store.paths(migration_id)["state"]
     write(path, state)
     return path
+
+
+def snapshot_of(store):
+    """What the store holds, to prove nothing was written: the files (bytes, mtime) or every row of its tables."""
+    if not is_database(store):
+        return snapshot(store.state_dir)
+    from ansible_collections.wfu.multisite.plugins.module_utils.state_db import TABLES
+    store.db.conn().commit()  # a fresh snapshot, not the one of an open transaction
+    present = set(store.db._present())
+    # The keepers renew their leases every second: a run's row counts, its heartbeat does not.
+    columns = {"wfu_state_runs": "token, lock_name, connection_id, holder"}
+    return {name: store.db.rows("SELECT %s FROM %s ORDER BY 1" % (columns.get(name, "*"), store.db.table(name)))
+            for name in TABLES if name in present}

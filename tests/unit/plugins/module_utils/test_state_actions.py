@@ -4,7 +4,7 @@ import json
 import os
 
 import pytest
-from state_helpers import snapshot
+from state_helpers import snapshot, snapshot_of
 
 from ansible_collections.wfu.multisite.plugins.module_utils.atomic_files import StateError
 from ansible_collections.wfu.multisite.plugins.module_utils import state_actions
@@ -13,10 +13,24 @@ from ansible_collections.wfu.multisite.plugins.module_utils.state_actions import
 
 
 @pytest.fixture
-def params(tmp_path):
-    """Every option at its default, as AnsibleModule hands them over."""
+def params(tmp_path, backend, state_db_factory):
+    """Every option at its default, as AnsibleModule hands them over, on the test's state backend."""
     defaults = {name: spec.get("default") for name, spec in argument_spec().items()}
-    return dict(defaults, state_dir=str(tmp_path / "migrations"))
+    given = dict(defaults, state_dir=str(tmp_path / "migrations"))
+    if backend == "database":
+        given.update(state_backend="database", state_db=state_db_factory())
+    return given
+
+
+def snap(params):
+    """What the params' state backend holds (see state_helpers.snapshot_of)."""
+    if params["state_backend"] != "database":
+        return snapshot(params["state_dir"])
+    store = state_actions.open_store(params, holder_pid=os.getpid())
+    try:
+        return snapshot_of(store)
+    finally:
+        store.close()
 
 
 def act(params, check_mode=False, **given):
@@ -25,7 +39,7 @@ def act(params, check_mode=False, **given):
 
 def test_the_dispatch_table_is_the_list_of_actions():
     assert argument_spec()["action"]["choices"] == list(ACTIONS)
-    assert {action for _key, action, _required in state_actions.REQUIRED_IF} <= set(ACTIONS)
+    assert {action for key, action, _required in state_actions.REQUIRED_IF if key == "action"} <= set(ACTIONS)
     assert "set_sites" not in ACTIONS
 
 
@@ -49,6 +63,7 @@ def test_awx_job_ids_reach_the_lock_and_the_state(params):
     assert created["migration"]["holder"]["awx_job_id"] == "77"
 
 
+@pytest.mark.files_layout
 def test_warnings_are_handed_to_the_task(params):
     os.makedirs(os.path.join(params["state_dir"], "locks"))
     with open(os.path.join(params["state_dir"], "locks", "uat.lock"), "w", encoding="utf-8") as handle:
@@ -88,6 +103,8 @@ CHECK_CASES = {
     "decide": {"health": {"the target database of uat (x)": {"ok": False, "msg": "gone"}}, "trigger": "systemic"},
     "conclude": {"stop_status": "aborted", "reason": "check"},
     "rollback": {"sites": [2], "network_tables": True},
+    "claim": {"site_id": 1},
+    "release": {"site_id": 2, "force": True},
 }
 
 DEV_DB = {"host": "127.0.0.1", "port": 3401, "user": "u", "password": "pw-dev", "database": "wp_dev"}
@@ -104,16 +121,17 @@ def test_every_action_in_check_mode_writes_nothing(params):
     act(params, action="lock", target_env="uat")
     migration_id = act(params, action="create", source_env="dev", target_env="uat", sites=[1, 2])["migration_id"]
     act(params, action="site", migration_id=migration_id, site_id=2, status="in_progress")  # load resets it
-    before = snapshot(params["state_dir"])
+    act(params, action="claim", migration_id=migration_id, site_id=2)
+    before = snap(params)
     for action, given in CHECK_CASES.items():
         given = dict(given, action=action)
-        if action in ("site", "network", "finish", "plan", "decide", "conclude", "rollback"):
+        if action in ("site", "network", "finish", "plan", "decide", "conclude", "rollback", "claim", "release"):
             given["migration_id"] = migration_id
         if action == "validate":
             given.update(environments=ENVIRONMENTS, migration_db=MIGRATION_DB)
         result = act(params, check_mode=True, **given)
         assert "changed" in result, action
-        assert snapshot(params["state_dir"]) == before, action
+        assert snap(params) == before, action
     fresh = dict(params, state_dir=params["state_dir"] + "-new")
     act(fresh, check_mode=True, action="lock", target_env="uat")
     act(fresh, check_mode=True, action="create", source_env="dev", target_env="uat")
@@ -147,6 +165,8 @@ def test_validate_refuses_bad_settings_before_anything_exists(params):
             act(params, action="validate", environments=ENVIRONMENTS, migration_db=MIGRATION_DB, **given)
         assert words in str(caught.value)
     assert not os.path.exists(params["state_dir"])
+    if params["state_backend"] == "database":
+        assert snap(params) == {}  # not even the tables
     valid = act(params, action="validate", environments=ENVIRONMENTS, migration_db=MIGRATION_DB, source_env="dev",
                 target_env="uat", options={"include_sites": "3,2", "site_timeout": "90"})
     assert valid["options"] == {"include_sites": [2, 3], "site_timeout": 90}
@@ -167,3 +187,14 @@ def test_a_rollback_is_recorded_with_the_sites_it_put_back(params):
     assert status["migration"]["counters"]["completed"] == 3
     with pytest.raises(StateError, match="not part of migration"):
         act(params, action="rollback", migration_id=migration_id, sites=[9])
+
+
+def test_the_database_backend_is_checked_before_anything_is_written(params, tmp_path):
+    with pytest.raises(USER_ERRORS, match="state_backend=database needs state_db"):
+        act(dict(params, state_backend="database", state_db=None), action="validate", source_env="dev",
+            target_env="uat", environments=ENVIRONMENTS, migration_db=MIGRATION_DB)
+    with pytest.raises(USER_ERRORS, match="state_lease_seconds must be at least 5"):
+        act(dict(params, state_backend="database", state_db=MIGRATION_DB, state_lease_seconds=1), action="list")
+    assert "database" in argument_spec()["state_backend"]["choices"]
+    assert argument_spec()["state_db"]["options"]["password"]["no_log"] is True
+    assert not os.path.exists(params["state_dir"])

@@ -152,12 +152,12 @@ def test_create_names_the_migration_in_this_runs_lock_and_finish_releases_it(sto
     taken = store.locks.lock("uat")
     assert taken["lock"]["migration_id"] is None
     migration_id = new_migration(store)
-    assert read(store.locks.path("uat"))["migration_id"] == migration_id
+    assert store.locks.read("uat")["migration_id"] == migration_id
     with pytest.raises(StateError, match="belongs to migration %s of this run, not to dev-to-uat-else; it was left "
                                          "in place" % migration_id):
         store.locks.unlock("uat", migration_id="dev-to-uat-else")
     finished = store.finish(migration_id, "completed")
-    assert finished["lock_released"] is True and not os.path.exists(store.locks.path("uat"))
+    assert finished["lock_released"] is True and store.locks.read("uat") is None
     assert store.locks.unlock("uat") == {"changed": False, "released": False, "forced": False, "lock_name": "uat",
                                          "lock_file": store.locks.path("uat"), "previous_holder": None}
 
@@ -170,10 +170,10 @@ def test_finish_leaves_another_runs_lock(tmp_path, sleeper):
     assert os.path.exists(mine.locks.path("uat"))
 
 
-def test_status_shows_the_lock_and_its_holder(store, sleeper):
+def test_status_shows_the_lock_and_its_holder(store, make_store, sleeper):
     migration_id = new_migration(store)
     assert store.status(migration_id)["lock"] is None
-    StateStore(store.state_dir, holder_pid=sleeper.pid).locks.lock("uat", migration_id=migration_id)
+    make_store(holder_pid=sleeper.pid).locks.lock("uat", migration_id=migration_id)
     lock = store.status(migration_id)["lock"]
     assert lock["pid"] == sleeper.pid and lock["liveness"] == "alive"
 
@@ -188,3 +188,67 @@ def test_check_mode_locks_write_nothing(tmp_path, sleeper):
     assert mine.locks.lock("uat", force=True, check_mode=True)["forced"] is True
     assert mine.locks.unlock("uat", force=True, check_mode=True)["released"] is True
     assert snapshot(state_dir) == before
+
+
+# --- site claims, on both backends ---------------------------------------------------------------------------------
+
+def wait_until(condition, what, timeout=30):
+    """Poll until ``condition()`` holds (a bound against a hang, not a measured time)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "gave up waiting for %s" % what
+        time.sleep(0.1)
+
+
+def test_a_claim_names_its_holder_and_dies_with_it(store, make_store, backend):
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        migration_id = new_migration(store)
+        other = make_store(holder_pid=proc.pid)
+        won = other.claim(migration_id, 3)
+        assert (won["claimed"], won["changed"], won["already_held"]) == (True, True, False)
+        assert won["holder"]["pid"] == proc.pid
+        again = other.claim(migration_id, 3)
+        assert again["claimed"] is True and again["already_held"] is True and again["changed"] is False
+        refused = store.claim(migration_id, 3)
+        assert refused["claimed"] is False and refused["changed"] is False
+        assert "site 3 of migration %s is claimed by pid %d on host" % (migration_id, proc.pid) in \
+            refused["claim_refused"]
+        assert store.claims_view(migration_id)["3"]["liveness"] == "alive"
+        with pytest.raises(StateError, match="claimed by pid %d" % proc.pid if backend == "database" else "held by"):
+            store.release(migration_id, 3)
+        assert store.claim(migration_id, 4)["claimed"] is True  # another site is free
+    finally:
+        proc.kill()
+        proc.wait()
+    # Its holder is gone (on the database its keeper notices and ends): taken over, to be cleaned and redone.
+    wait_until(lambda: store.claims_view(migration_id)["3"]["liveness"] == "dead", "the claim's holder to be gone")
+    taken = store.claim(migration_id, 3)
+    assert taken["claimed"] is True and taken["dead_holder"] is True and taken["previous_holder"]["pid"] == proc.pid
+    assert "clean the site's leftovers and redo it" in taken["claim_note"]
+    assert store.release(migration_id, 3)["released"] is True
+    assert "3" not in store.claims_view(migration_id)
+    with pytest.raises(StateError, match="site 99 is not part of migration"):
+        store.claim(migration_id, 99)
+
+
+def test_slices_of_one_workflow_share_the_run_lock_not_the_claims(make_store, backend):
+    if backend != "database":
+        pytest.skip("on files a slice in another process is told apart by its pid only")
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        first = make_store(holder_pid=proc.pid, awx_job_id="201", awx_workflow_job_id="200")
+        second = make_store(awx_job_id="202", awx_workflow_job_id="200")
+        stranger = make_store(awx_job_id="301", awx_workflow_job_id="300")
+        migration_id = new_migration(first)
+        assert first.locks.lock("uat", migration_id=migration_id)["changed"] is True
+        shared = second.locks.lock("uat", migration_id=migration_id)
+        assert shared["already_held"] is True and shared["changed"] is False
+        with pytest.raises(StateError, match="AWX workflow job 200"):
+            stranger.locks.lock("uat")
+        assert first.claim(migration_id, 2)["claimed"] is True
+        refused = second.claim(migration_id, 2)
+        assert refused["claimed"] is False and "AWX job 201" in refused["claim_refused"]
+    finally:
+        proc.kill()
+        proc.wait()

@@ -6,7 +6,7 @@ import os
 import shutil
 
 import pytest
-from state_helpers import edit_state, new_migration, read, snapshot, write
+from state_helpers import edit_state, new_migration, snapshot, stored_state, write
 
 from ansible_collections.wfu.multisite.plugins.module_utils.state_records import (
     BadField, apply_step, check_state, compact_result)
@@ -53,6 +53,7 @@ MALFORMED = {
 }
 
 
+@pytest.mark.files_layout
 @pytest.mark.parametrize("case", sorted(MALFORMED))
 def test_a_malformed_record_is_named_with_the_way_back(store, case):
     change, site, field, problem = MALFORMED[case]
@@ -84,6 +85,7 @@ def test_a_malformed_record_is_named_with_the_way_back(store, case):
     assert restored["completed"] == [1] and restored["pending"] == [2, 3, 4, 5]
 
 
+@pytest.mark.files_layout
 def test_the_bak_is_offered_only_when_it_is_intact(store):
     migration_id = new_migration(store)
     store.mark_site(migration_id, 1, "completed")
@@ -105,6 +107,7 @@ def test_the_bak_is_offered_only_when_it_is_intact(store):
         store.load(migration_id)
 
 
+@pytest.mark.files_layout
 def test_a_missing_state_beside_a_good_bak_says_so(store, clock):
     migration_id = new_migration(store)
     clock.advance(90)
@@ -128,6 +131,7 @@ def test_a_missing_state_beside_a_good_bak_says_so(store, clock):
     assert store.load(migration_id)["migration"]["id"] == migration_id
 
 
+@pytest.mark.files_layout
 def test_a_missing_state_without_a_usable_bak(store):
     migration_id = new_migration(store)
     paths = store.paths(migration_id)
@@ -144,7 +148,7 @@ def test_check_state_accepts_what_the_store_writes(store):
     store.mark_site(migration_id, 1, "in_progress")
     store.mark_site(migration_id, 1, "failed", error="boom", failure_class="site", details={"rows": 1})
     store.mark_network(migration_id, "completed")
-    check_state(read(store.paths(migration_id)["state"]))
+    check_state(stored_state(store, migration_id))
     with pytest.raises(BadField):
         check_state([])
 
@@ -175,11 +179,11 @@ def test_a_site_done_in_parts_keeps_them_across_attempts_until_it_completes(stor
     assert (again["attempts"], again["phases_done"]) == (2, ["tables"])
     assert again["result"]["url"] == "https://uat.example.edu/two"
     store.mark_site(migration_id, 2, "in_progress", phase_done="media", phase="hook", details={"media_copied": 3})
-    assert read(store.paths(migration_id)["state"])["sites"]["2"]["phases_done"] == ["tables", "media"]
+    assert stored_state(store, migration_id)["sites"]["2"]["phases_done"] == ["tables", "media"]
     done = store.mark_site(migration_id, 2, "completed", phase="done", details={"media_copied": 3})["site"]
     assert "phases_done" not in done and done["result"]["rows"] == 40 and done["result"]["media_copied"] == 3
     assert store.status(migration_id)["migration"]["phases_done"] == {}
-    check_state(read(store.paths(migration_id)["state"]))
+    check_state(stored_state(store, migration_id))
 
 
 def test_a_part_is_recorded_done_only_on_a_site_in_progress(store):

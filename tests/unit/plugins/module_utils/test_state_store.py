@@ -16,7 +16,9 @@ import textwrap
 import time
 
 import pytest
-from state_helpers import COLLECTIONS, edit_state, new_migration, read, snapshot
+from state_helpers import (
+    COLLECTIONS, edit_state, log_text, new_migration, read, snapshot, snapshot_of, stored_options, stored_outcomes,
+    stored_state)
 
 from ansible_collections.wfu.multisite.plugins.module_utils.errors import redact
 from ansible_collections.wfu.multisite.plugins.module_utils.processes import process_identity
@@ -26,6 +28,7 @@ from ansible_collections.wfu.multisite.plugins.module_utils.state_store import S
 
 # --- create and the layout ----------------------------------------------------------------------
 
+@pytest.mark.files_layout
 def test_create_writes_the_contract_layout_privately(store):
     result = store.create("dev", "uat", options={"site_timeout": 600, "db": {"user": "wp", "password": "hunter2"},
                                                  "vault_password": "x"},
@@ -72,11 +75,11 @@ def test_create_without_network_tables_marks_them_skipped(store):
 
 def test_same_second_gets_a_suffix_and_check_mode_writes_nothing(store):
     first = new_migration(store)
-    before = snapshot(store.state_dir)
+    before = snapshot_of(store)
     would_be = store.create("dev", "uat", check_mode=True)
     assert would_be["changed"] is True
     assert would_be["migration"]["id"] == first + "-2"
-    assert snapshot(store.state_dir) == before
+    assert snapshot_of(store) == before
     assert new_migration(store) == first + "-2"
     assert new_migration(store) == first + "-3"
 
@@ -106,6 +109,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.files_layout
 def test_kill_minus_nine_mid_write_always_leaves_valid_state(store):
     migration_id = new_migration(store, sites=range(1, 2001))
     paths = store.paths(migration_id)
@@ -137,6 +141,7 @@ def test_kill_minus_nine_mid_write_always_leaves_valid_state(store):
 
 # --- damaged and foreign files -------------------------------------------------------------------
 
+@pytest.mark.files_layout
 def test_corrupt_state_is_reported_with_position_and_left_untouched(store):
     migration_id = new_migration(store)
     store.mark_site(migration_id, 1, "in_progress")
@@ -146,7 +151,7 @@ def test_corrupt_state_is_reported_with_position_and_left_untouched(store):
     position = good.index(b'"target_env"')
     with open(path, "wb") as handle:
         handle.write(good[:position] + b"#" + good[position + 1:])
-    before = snapshot(store.state_dir)
+    before = snapshot_of(store)
     for attempt in (lambda: store.load(migration_id), lambda: store.mark_site(migration_id, 2, "in_progress"),
                     lambda: store.status(migration_id), lambda: store.finish(migration_id, "failed")):
         with pytest.raises(StateError) as caught:
@@ -157,13 +162,14 @@ def test_corrupt_state_is_reported_with_position_and_left_untouched(store):
         assert "Nothing was changed" in message
         assert "state.json.bak" in message and "cp -p" in message
         assert caught.value.details["position"] == position
-    assert snapshot(store.state_dir) == before
+    assert snapshot_of(store) == before
     listed = store.list_migrations()["migrations"]
     assert listed[0]["id"] == migration_id and listed[0]["resumable"] is False and "byte %d" % position in listed[0]["error"]
     # The .bak really is the version to restore.
     assert read(path + ".bak")["id"] == migration_id
 
 
+@pytest.mark.files_layout
 @pytest.mark.parametrize("content, expected", [
     ({"id": "x"}, "no schema_version"),
     ({"schema_version": 99}, "newer wfu.multisite"),
@@ -175,12 +181,30 @@ def test_foreign_state_is_refused_never_reset(store, content, expected):
     path = store.paths(migration_id)["state"]
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(content, handle)
-    before = snapshot(store.state_dir)
+    before = snapshot_of(store)
     with pytest.raises(StateError, match=expected):
         store.load(migration_id)
-    assert snapshot(store.state_dir) == before
+    assert snapshot_of(store) == before
 
 
+def test_a_malformed_row_is_named_and_left_as_it_is(make_store, backend):
+    if backend != "database":
+        pytest.skip("the files backend's version is test_state_records.test_a_malformed_record_is_named_...")
+    store = make_store()
+    migration_id = new_migration(store)
+    edit_state(store, migration_id, lambda state: state["sites"]["2"].update(attempts="x"))
+    before = snapshot_of(store)
+    with pytest.raises(StateError) as caught:
+        store.mark_site(migration_id, 2, "in_progress")
+    message = str(caught.value)
+    assert message.startswith("%s.wfu_state_migrations row %s (database %s on " % (
+        store.db.database.database, migration_id, store.db.database.database)), message
+    assert "site 2, field attempts" in message and "Nothing was changed." in message
+    assert caught.value.details["site_id"] == "2" and caught.value.details["field"] == "attempts"
+    assert snapshot_of(store) == before
+
+
+@pytest.mark.files_layout
 def test_state_copied_into_another_directory_is_refused(store):
     migration_id = new_migration(store)
     copy_id = "dev-to-uat-2026-01-01T00-00-00"
@@ -192,6 +216,7 @@ def test_state_copied_into_another_directory_is_refused(store):
         store.load(copy_id)
 
 
+@pytest.mark.files_layout
 def test_corrupt_index_is_rebuilt_from_the_states(store, clock):
     first = new_migration(store)
     clock.advance(60)
@@ -241,7 +266,7 @@ def test_resume_uses_saved_options_with_overrides(store):
     assert resumed["options_overridden"] == ["site_timeout"]
     options = resumed["migration"]["options"]
     assert options == {"site_timeout": 1800, "retry_failed": False, "backup": True, "network_tables": True}
-    assert read(store.paths(migration_id)["options"]) == options
+    assert stored_options(store, migration_id) == options
     assert resumed["migration"]["status"] == "running" and resumed["migration"]["reason"] is None
     again = store.load(migration_id, options={"site_timeout": 1800})
     assert again["changed"] is False
@@ -255,30 +280,29 @@ def test_in_progress_sites_come_back_as_interrupted(store):
     store.mark_site(migration_id, 3, "failed", error="boom")
     store.mark_site(migration_id, 3, "in_progress")
     store.mark_network(migration_id, "in_progress")
-    before = snapshot(store.state_dir)
+    before = snapshot_of(store)
     checked = store.load(migration_id, check_mode=True)
     assert checked["interrupted"] == [3] and checked["changed"] is True
-    assert snapshot(store.state_dir) == before
+    assert snapshot_of(store) == before
     resumed = store.load(migration_id)
     assert resumed["interrupted"] == [3]
     assert resumed["network_interrupted"] is True
-    record = read(store.paths(migration_id)["state"])["sites"]["3"]
+    record = stored_state(store, migration_id)["sites"]["3"]
     assert record["status"] == "pending" and record["attempts"] == 2 and "interrupted" in record["error"]
     assert resumed["migration"]["sites_by_status"]["pending"] == [2, 3, 4, 5]
     assert resumed["migration"]["sites_by_status"]["completed"] == [1]
     assert resumed["migration"]["network_tables"]["status"] == "pending"
-    with open(os.path.join(store.paths(migration_id)["logs"], "site-3.log"), encoding="utf-8") as handle:
-        assert "interrupted" in handle.read().splitlines()[-1]
+    assert "interrupted" in log_text(store, migration_id, "site-3").splitlines()[-1]
 
 
 def test_loading_a_completed_migration_changes_nothing(store):
     migration_id = new_migration(store, sites=[1])
     store.mark_site(migration_id, 1, "completed")
     store.finish(migration_id, "completed")
-    before = snapshot(store.state_dir)
+    before = snapshot_of(store)
     result = store.load(migration_id)
     assert result["changed"] is False and result["migration"]["resumable"] is False
-    assert snapshot(store.state_dir) == before
+    assert snapshot_of(store) == before
 
 
 # --- site updates, counters, derived files, logs -----------------------------------------------------
@@ -303,9 +327,8 @@ def test_counters_attempts_durations_and_consecutive_failures(store, clock):
     retried = store.mark_site(migration_id, 2, "completed", details={"rows": 7})
     assert retried["site"]["attempts"] == 2 and retried["site"]["error"] is None
     assert retried["site"]["result"] == {"rows": 7}
-    paths = store.paths(migration_id)
-    assert read(paths["completed"]) == [1, 2, 6]
-    failed = read(paths["failed"])
+    completed, failed = stored_outcomes(store, migration_id)
+    assert completed == [1, 2, 6]
     assert [(entry["id"], entry["status"], entry["error"], entry["phase"], entry["failure_class"])
             for entry in failed] == [(3, "timeout", "E3", "swap", "site"), (5, "failed", "E5", "swap", "site")]
 
@@ -333,19 +356,17 @@ def test_site_log_lines_are_timestamped_and_redacted(store):
              " ALTER USER wp IDENTIFIED BY 'topsecret'")
     store.mark_site(migration_id, 4, "failed", error=error, phase="copy", failure_class="systemic",
                     details={"rows": 3, "db_password": "zzz"})
-    log_path = os.path.join(store.paths(migration_id)["logs"], "site-4.log")
-    assert stat.S_IMODE(os.stat(log_path).st_mode) == 0o600
-    with open(log_path, encoding="utf-8") as handle:
-        text = handle.read()
+    text = log_text(store, migration_id, "site-4")
+    if store.__class__ is StateStore:
+        assert stat.S_IMODE(os.stat(os.path.join(store.paths(migration_id)["logs"], "site-4.log")).st_mode) == 0o600
     lines = text.splitlines()
     assert lines[0].startswith("2026-11-24T02:52:55.000Z migration=%s site=4 status=in_progress attempt=1" % migration_id)
     assert "status=failed attempt=1 phase=copy class=systemic" in lines[1]
     assert '"rows": 3' in lines[1]
+    stored = json.dumps([stored_state(store, migration_id), stored_outcomes(store, migration_id)])
     for secret in ("s3cr3t", "hunter2", "abc;", "topsecret", "zzz"):
         assert secret not in text
-        for path in (store.paths(migration_id)["state"], store.paths(migration_id)["failed"]):
-            with open(path, encoding="utf-8") as handle:
-                assert secret not in handle.read()
+        assert secret not in stored
     assert "using password: YES" in text  # the server's wording is kept; it holds no secret
 
 
@@ -381,8 +402,7 @@ def test_network_updates(store, clock):
     record = result["network_tables"]
     assert record["status"] == "completed" and record["duration"] == 4.0 and record["attempts"] == 1
     assert store.mark_network(migration_id, "completed")["network_tables"]["attempts"] == 2
-    with open(os.path.join(store.paths(migration_id)["logs"], "network.log"), encoding="utf-8") as handle:
-        assert len(handle.read().splitlines()) == 3
+    assert len(log_text(store, migration_id, "network").splitlines()) == 3
 
 
 # --- finish, list, status ----------------------------------------------------------------------------
@@ -418,17 +438,23 @@ def test_finish_list_and_status(store, clock):
 
 def run_and_die(store, migration_id=None):
     """Create (or load) a migration from a process that then dies, as an ansible-playbook killed with -9 does."""
+    if hasattr(store, "db"):
+        where = "state_db import DatabaseStateStore as Store; where = %r" % (store.db.database.identity(),)
+        where = where[:-1] + ", 'password': %r}" % store.db.database.password
+        where += "; where = {k: v for k, v in where.items() if k in ('host', 'port', 'user', 'password', 'database')}"
+    else:
+        where = "state_store import StateStore as Store; where = %r" % store.state_dir
     code = textwrap.dedent("""
         import os, sys
         sys.path.insert(0, %r)
-        from ansible_collections.wfu.multisite.plugins.module_utils.state_store import StateStore
-        store = StateStore(%r, holder_pid=os.getpid())
+        from ansible_collections.wfu.multisite.plugins.module_utils.%s
+        store = Store(where, holder_pid=os.getpid())
         if %r:
             store.load(%r)
         else:
             store.create("dev", "uat", sites=[1, 2, 3])
         os.kill(os.getpid(), 9)
-    """) % (COLLECTIONS, store.state_dir, migration_id, migration_id)
+    """) % (COLLECTIONS, where, migration_id, migration_id)
     proc = subprocess.run([sys.executable, "-c", code], check=False)
     assert proc.returncode == -signal.SIGKILL
     return migration_id or store.status()["migration"]["id"]
@@ -437,7 +463,7 @@ def run_and_die(store, migration_id=None):
 def test_a_running_migration_whose_run_is_gone_is_shown_interrupted(store):
     migration_id = run_and_die(store)
     store.mark_site(migration_id, 1, "in_progress")
-    before = snapshot(store.state_dir)
+    before = snapshot_of(store)
     status = store.status(migration_id)
     migration = status["migration"]
     assert migration["status"] == "running" and migration["effective_status"] == "interrupted"
@@ -449,7 +475,7 @@ def test_a_running_migration_whose_run_is_gone_is_shown_interrupted(store):
     row = store.list_migrations()["migrations"][0]
     assert row["status"] == "running" and row["effective_status"] == "interrupted" and row["resumable"] is True
     assert "interrupted" in store.list_migrations()["table"][1]
-    assert snapshot(store.state_dir) == before  # derived when read: status and list write nothing
+    assert snapshot_of(store) == before  # derived when read: status and list write nothing
 
 
 def test_resume_latest_takes_over_an_interrupted_migration(store):
@@ -459,7 +485,7 @@ def test_resume_latest_takes_over_an_interrupted_migration(store):
     assert loaded["migration"]["id"] == migration_id and loaded["interrupted"] == [2]
     assert loaded["migration"]["effective_status"] == "running"
     assert loaded["migration"]["holder"]["liveness"] == "self"
-    state = read(store.paths(migration_id)["state"])
+    state = stored_state(store, migration_id)
     assert state["holder"]["pid"] == os.getpid()
     assert state["resumes"][-1]["holder"]["pid"] == os.getpid()
     # This run stops on a failure; the next one resumes and is killed: the state names that one as gone.
@@ -485,7 +511,8 @@ def test_a_migration_a_live_run_holds_is_not_resumed_beside_it(tmp_path, sleeper
 
 def test_a_holder_on_another_host_is_running_as_far_as_anyone_here_knows(store):
     migration_id = new_migration(store)
-    edit_state(store, migration_id, lambda state: state["holder"].update(host="awx-job-77-abcde", awx_job_id="77"))
+    edit_state(store, migration_id, lambda state: state["holder"].update(host="awx-job-77-abcde", awx_job_id="77",
+                                                                         run_token=None))
     status = store.status(migration_id)
     assert status["migration"]["effective_status"] == "running"
     assert status["migration"]["holder"]["liveness"] == "unknown"
@@ -496,5 +523,5 @@ def test_a_holder_on_another_host_is_running_as_far_as_anyone_here_knows(store):
 def test_awx_job_ids_are_recorded_with_the_holder(tmp_path, clock):
     store = StateStore(str(tmp_path), holder_pid=os.getpid(), clock=clock, awx_job_id=77, awx_workflow_job_id="70")
     migration_id = new_migration(store)
-    holder = read(store.paths(migration_id)["state"])["holder"]
+    holder = stored_state(store, migration_id)["holder"]
     assert holder["awx_job_id"] == "77" and holder["awx_workflow_job_id"] == "70"
