@@ -249,7 +249,7 @@ def _step(search, replace, host, as_bytes):
     literal = _host_literal(search)
     before = "(?<![A-Za-z0-9.-]%s)" % literal if _is_ascii_alnum(search[:1]) else ""
     # re.sub() reads backslashes in its replacement; doubled, they stay literal.
-    return (convert(search), convert(replace), re.compile(convert(literal + before + _host_after(search))),
+    return (convert(search), convert(replace), _LazyPattern(convert(literal + before + _host_after(search))),
             convert(replace.replace("\\", "\\\\")))
 
 
@@ -262,10 +262,46 @@ def _apply_steps(steps, value):
     return value
 
 
-def _shortest_needles(needles):
-    """The distinct search strings that contain no other one."""
+def shortest_needles(needles):
+    """The distinct search strings that contain no other one, in their first order.
+
+    A network of hundreds of subdomain sites has thousands of search strings: instead of testing every pair,
+    each string's substrings of the lengths the strings have are looked up in a set of the strings of that
+    length (the strings are short; their distinct lengths are few).
+    """
     needles = tuple(dict.fromkeys(needles))
-    return tuple(needle for needle in needles if not any(other != needle and other in needle for other in needles))
+    by_length = {}
+    for needle in needles:
+        by_length.setdefault(len(needle), set()).add(needle)
+    lengths = sorted(by_length)
+
+    def holds_another(needle):
+        size = len(needle)
+        for length in lengths:
+            if length >= size:
+                return False
+            others = by_length[length]
+            if any(needle[start:start + length] in others for start in range(size - length + 1)):
+                return True
+        return False
+
+    return tuple(needle for needle in needles if not holds_another(needle))
+
+
+class _LazyPattern:
+    """A regular expression compiled when first used: of a network's thousands of host forms, a site's values
+    hold few, and compiling them all would cost every site's process most of a second."""
+
+    __slots__ = ("source", "compiled")
+
+    def __init__(self, source):
+        self.source = source
+        self.compiled = None
+
+    def sub(self, template, value):
+        if self.compiled is None:
+            self.compiled = re.compile(self.source)
+        return self.compiled.sub(template, value)
 
 
 class _Plan:
@@ -283,8 +319,8 @@ class _Plan:
         # Payloads can be replaced in one pass, joined by NULs, when no search or replace string has one.
         self.joinable = not any(b"\0" in step[0] or b"\0" in step[1] for step in self.byte_steps)
         # Whether a value holds some search string only needs the ones that hold no other.
-        self.text_needles = _shortest_needles(step[0] for step in self.text_steps)
-        self.byte_needles = _shortest_needles(step[0] for step in self.byte_steps)
+        self.text_needles = shortest_needles(step[0] for step in self.text_steps)
+        self.byte_needles = shortest_needles(step[0] for step in self.byte_steps)
         # See _plain_is_exact: pairs that keep lengths, and search strings no payload's quote can be part of.
         keeps_lengths = all(len(search) == len(replace) and b'"' not in search
                             for search, replace, _pattern, _template in self.byte_steps)

@@ -75,7 +75,7 @@ from ansible_collections.wfu.multisite.plugins.module_utils.db import (
 from ansible_collections.wfu.multisite.plugins.module_utils.errors import (
     SITE_DATA, MigrationError, error_code, failure_reason)
 from ansible_collections.wfu.multisite.plugins.module_utils.search_replace import (
-    SERIALIZED_PREFIXES, HostPair, expand_pairs, host_pair_regex, replace_value)
+    SERIALIZED_PREFIXES, HostPair, expand_pairs, host_pair_regex, replace_value, shortest_needles)
 
 PHASE = "replace"
 TEXT_TYPES = frozenset(("char", "varchar", "tinytext", "text", "mediumtext", "longtext"))
@@ -131,13 +131,9 @@ class _Replacement:
 
 
 def _shortest_needles(searches):
-    """The search strings worth looking for: a row holding a longer one that contains a shorter one
-    also holds the shorter one."""
-    kept = []
-    for needle in sorted(set(searches), key=len):
-        if not any(shorter in needle for shorter in kept):
-            kept.append(needle)
-    return kept
+    """The search strings worth looking for, shortest first: a row holding a longer one that contains a shorter
+    one also holds the shorter one."""
+    return sorted(shortest_needles(searches), key=len)
 
 
 class _Skips:

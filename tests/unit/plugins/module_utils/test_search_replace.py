@@ -639,3 +639,34 @@ def test_plain_replacement_of_host_pairs_is_the_regular_expression_edit(text):
         expected = re.sub(host_pair_regex(search), replace.replace("\\", "\\\\"), expected)
     assert plain_replace(text, pairs) == expected
     assert plain_replace(text.encode("utf-8"), pairs) == expected.encode("utf-8")
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(st.lists(st.text(alphabet="ab./", min_size=1, max_size=7), min_size=1, max_size=40))
+def test_shortest_needles_are_the_search_strings_that_hold_no_other(searches):
+    # The definition, by testing every pair; a small alphabet makes strings inside others common.
+    distinct = list(dict.fromkeys(searches))
+    expected = [needle for needle in distinct if not any(other != needle and other in needle for other in distinct)]
+    assert list(search_replace.shortest_needles(searches)) == expected
+
+
+def test_a_network_of_hundreds_of_host_pairs_replaces_as_each_pair_does():
+    # Every host form's pattern is compiled when first needed (the ones a value holds, in any order of use): one
+    # plan of all the pairs gives what the pairs give applied one by one.
+    pairs = []
+    for number in range(300):
+        pairs.append(("https://site%d.dev.example.edu" % number, "https://site%d.uat.example.edu" % number))
+        pairs.append(HostPair("site%d.dev.example.edu" % number, "site%d.uat.example.edu" % number))
+    values = [
+        "<a href=\"https://site7.dev.example.edu/x\">site17.dev.example.edu</a> mail@site299.dev.example.edu",
+        "xsite7.dev.example.edu site7.dev.example.edux {\"u\":\"https:\\/\\/site42.dev.example.edu\\/\"}",
+        's:29:"https://site3.dev.example.edu/";',
+        'a:2:{i:0;s:21:"site250.dev.example.edu";i:1;s:3:"abc";}',
+    ]
+    for value in values:
+        one_by_one = value
+        for pair in pairs:
+            one_by_one = replace_value(one_by_one, [pair])
+        assert replace_value(value, pairs) == one_by_one
+    assert replace_value(values[0], pairs) == (
+        "<a href=\"https://site7.uat.example.edu/x\">site17.uat.example.edu</a> mail@site299.uat.example.edu")
