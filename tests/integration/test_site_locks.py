@@ -16,6 +16,7 @@ import time
 
 import pytest
 from helpers import ANSIBLE_PLAYBOOK, MigrationSetup, connect, playbook_env, processes, query, write_inventory
+from role_helpers import module_processes
 
 from ansible_collections.wfu.multisite.plugins.module_utils import cleanup, pipeline, server_locks
 from ansible_collections.wfu.multisite.plugins.module_utils import tables as tbl
@@ -155,20 +156,6 @@ def test_a_failed_run_leaves_its_leftovers_to_a_run_that_took_the_site_meanwhile
     assert tbl.work_tables_of(setup.migration_tables(), 2) == []
 
 
-def module_processes(name):
-    """pids of the Python processes running the module ``name``."""
-    found = []
-    for pid, _ppid, _comm, state in processes():
-        try:
-            with open("/proc/%d/cmdline" % pid, "rb") as handle:
-                cmdline = handle.read()
-        except OSError:
-            continue
-        if state != "Z" and ("AnsiballZ_%s.py" % name).encode() in cmdline:
-            found.append(pid)
-    return found
-
-
 def test_a_module_whose_playbook_is_killed_stops_and_undoes_its_work(setup, tmp_path):
     """kill -9 of the ansible-playbook process group misses the module (workers call setsid): it must stop
     by itself, within seconds, and drop its work and staging tables, while the swap it was doing still waits."""
@@ -189,25 +176,32 @@ def test_a_module_whose_playbook_is_killed_stops_and_undoes_its_work(setup, tmp_
                 timeout: 600
         """))
     before = setup.target_fingerprint()
+    # The module's files (or, on the controller, its forked pipeline child's environment) name this directory.
+    module_tmp = str(tmp_path / "ansible-tmp")
+    env = dict(playbook_env(), ANSIBLE_REMOTE_TMP=module_tmp)
+
+    def site_processes():
+        return [pid for pid in module_processes("wfu_site_migrate", module_tmp) if _state(pid) not in ("Z", None)]
+
     with target_table_locked(setup, "wp_2_posts"):
         run = subprocess.Popen([ANSIBLE_PLAYBOOK, str(playbook), "-i", inventory], cwd=str(tmp_path),
-                               env=playbook_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
         try:
             wait_for(lambda: tbl.target_leftovers(setup.target_tables(), "wp_", 2), 60, "the module's staging tables")
-            modules = module_processes("wfu_site_migrate")
+            modules = site_processes()
             assert modules, "the module process was not found"
             assert any(os.getsid(pid) != os.getpgid(run.pid) for pid in modules), \
                 "the module shares the playbook's process group: this test would prove nothing"
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
             killed_at = time.monotonic()
-            wait_for(lambda: not module_processes("wfu_site_migrate"), 10, "the module to stop")
+            wait_for(lambda: not site_processes(), 10, "the module to stop")
             stopped_after = time.monotonic() - killed_at
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(run.pid, signal.SIGKILL)
-            for pid in module_processes("wfu_site_migrate"):
+            for pid in site_processes():
                 os.kill(pid, signal.SIGKILL)
         # Still inside the table lock: the module stopped on its own, it did not just finish.
         assert stopped_after < 10
@@ -217,6 +211,13 @@ def test_a_module_whose_playbook_is_killed_stops_and_undoes_its_work(setup, tmp_
     # Nothing was swapped in after the lock went away either.
     time.sleep(1)
     assert setup.target_fingerprint() == before
+
+
+def _state(pid):
+    """The process's state letter (Z: a zombie, gone but not yet reaped), None when there is no such process."""
+    with contextlib.suppress(OSError), open("/proc/%d/stat" % pid, "rb") as handle:
+        return handle.read().rsplit(b")", 1)[1].split()[0].decode()
+    return None
 
 
 def client_programs_on(database):
