@@ -332,14 +332,16 @@ class PeakMemory:
 
     def _watch(self):
         while not self._stop.is_set():
-            for pid, _comm, _state in [(self.pid, "", "")] + descendants(self.pid):
+            for pid, comm, _state in [(self.pid, "", "")] + descendants(self.pid):
                 status = _read_proc(pid, "status")
                 cmdline = _read_proc(pid, "cmdline")
                 if not status or not cmdline:
                     continue
                 match = re.search(rb"VmHWM:\s+(\d+) kB", status)
                 if match:
-                    label = program_label(cmdline)
+                    # The pipeline child the wfu_site_migrate action plugin forks keeps its worker's command line
+                    # and names itself (comm) after the module.
+                    label = "pipeline wfu_site_migrate" if comm == "wfu_site_migrat" else program_label(cmdline)
                     self.peak_kb[label] = max(self.peak_kb.get(label, 0), int(match.group(1)))
             time.sleep(self.interval)
 
