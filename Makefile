@@ -17,7 +17,7 @@ demo: setup
 
 # Lint and sanity first, pytest last: its summary line closes the output.
 test: setup lint sanity molecule
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=30
 
 unit: setup
 	$(PY) -m pytest tests/unit
