@@ -139,7 +139,10 @@ def test_a_failed_run_leaves_its_leftovers_to_a_run_that_took_the_site_meanwhile
         server_locks.acquire(other, migration, 2, 0)
         return real_cleanup(self, unreachable)
 
-    def replace_fails(*_args, **_kwargs):
+    def replace_fails(*_args, arriving=None, **_kwargs):
+        # A replace that follows its table's load is called as the copy starts: fail once the table is there.
+        if arriving is not None:
+            arriving.wait(60)
         raise RuntimeError("injected failure in the replace")
 
     monkeypatch.setattr(SiteMigration, "_cleanup_after_failure", another_run_takes_the_site)
