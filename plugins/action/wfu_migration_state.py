@@ -11,20 +11,16 @@ user - another host, or become - the module is run there instead.
 
 from __future__ import annotations
 
-from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.wfu.multisite.plugins.module_utils.state_actions import (
     REQUIRED_IF, USER_ERRORS, argument_spec, run_action, task_failure)
+from ansible_collections.wfu.multisite.plugins.plugin_utils.controller_action import ControllerAction
 
 display = Display()
 
 
-class ActionModule(ActionBase):
-
-    TRANSFERS_FILES = False
-    _supports_check_mode = True
-    _supports_async = False
+class ActionModule(ControllerAction):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -34,9 +30,7 @@ class ActionModule(ActionBase):
         params = self.validate_argument_spec(argument_spec=argument_spec(), required_if=REQUIRED_IF)[1]
 
         if not self._runs_on_controller():
-            result.update(self._execute_module(task_vars=task_vars))
-            self._remove_tmp_path(self._connection._shell.tmpdir)
-            return result
+            return self._ship_module(result, task_vars)
 
         try:
             result.update(run_action(params, check_mode=self._task.check_mode))
@@ -45,7 +39,3 @@ class ActionModule(ActionBase):
         for warning in result.pop("warnings", []):
             display.warning(warning)
         return result
-
-    def _runs_on_controller(self):
-        """True when the module would run on this machine as this user, so running in-process is the same."""
-        return self._connection.transport == "local" and not self._play_context.become

@@ -32,9 +32,9 @@ import signal
 import traceback
 
 from ansible.module_utils.common.parameters import remove_values
-from ansible.plugins.action import ActionBase
 
 from ansible_collections.wfu.multisite.plugins.module_utils.spec import site_migrate_options
+from ansible_collections.wfu.multisite.plugins.plugin_utils.controller_action import ControllerAction
 
 # The name the child gives itself (/proc/<pid>/comm, at most 15 bytes): what ps and the tests see.
 CHILD_NAME = b"wfu_site_migrat"
@@ -44,11 +44,7 @@ _PR_SET_PDEATHSIG = 1
 _CHILD_ERROR = 3
 
 
-class ActionModule(ActionBase):
-
-    TRANSFERS_FILES = False
-    _supports_check_mode = True
-    _supports_async = False
+class ActionModule(ControllerAction):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -59,9 +55,7 @@ class ActionModule(ActionBase):
 
         if not self._runs_on_controller() or importlib.util.find_spec("pymysql") is None:
             # Elsewhere, or without PyMySQL in the controller's Python: the module, with the interpreter it is given.
-            result.update(self._execute_module(task_vars=task_vars))
-            self._remove_tmp_path(self._connection._shell.tmpdir)
-            return result
+            return self._ship_module(result, task_vars)
 
         failed, outcome = run_in_child(functools.partial(_site_pipeline, params, self._task.check_mode),
                                        params["site_id"])
@@ -72,10 +66,6 @@ class ActionModule(ActionBase):
         if failed:
             result["failed"] = True
         return result
-
-    def _runs_on_controller(self):
-        """True when the module would run on this machine as this user, so running it in a child is the same."""
-        return self._connection.transport == "local" and not self._play_context.become
 
 
 def _site_pipeline(params, check_mode):
