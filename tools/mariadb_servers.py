@@ -121,8 +121,7 @@ class ServerSet:
         return self
 
     def stop(self):
-        for server in list(self.servers.values()):
-            stop_server(server)
+        stop_servers(list(self.servers.values()))
         self.servers.clear()
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
@@ -188,19 +187,32 @@ class ServerSet:
 
 def stop_server(server, timeout=30):
     """Stop one server by its PID: SIGTERM, wait, then SIGKILL."""
-    if not server.is_running():
-        _reap(server)
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(server.pid, signal.SIGTERM)
+    stop_servers([server], timeout)
+
+
+def stop_servers(servers, timeout=30):
+    """Stop servers by their PIDs, all at once: SIGTERM to each, wait for all, then SIGKILL what still runs."""
+    running = []
+    for server in servers:
+        if server.is_running():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(server.pid, signal.SIGTERM)
+            running.append(server)
+        else:
+            _reap(server)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and server.is_running():
-        _reap(server)
-        time.sleep(0.05)
-    if server.is_running():
+    while running and time.monotonic() < deadline:
+        for server in running:
+            _reap(server)
+        running = [server for server in running if server.is_running()]
+        if running:
+            time.sleep(0.05)
+    for server in running:
         with contextlib.suppress(ProcessLookupError):
             os.kill(server.pid, signal.SIGKILL)
-    _reap(server)
+        if server.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.process.wait(timeout=10)
 
 
 def start_server_again(server):

@@ -50,6 +50,12 @@ LOCK_WAIT = 60
 # Bounds of the cleanup after a failure: it must not hang on a server that stopped answering.
 CLEANUP_CONNECT_TIMEOUT = 5
 CLEANUP_STATEMENT_TIMEOUT = 30
+# A site's small tables (most of them: a few KB to a few hundred KB each) go through the pipeline together: one
+# dump into the migration database and one into the target for all of them, instead of one client pair per
+# table, which costs more than their data.  A table above SMALL_TABLE_BYTES goes alone, its replace following its
+# load; a batch holds at most BATCH_BYTES.
+SMALL_TABLE_BYTES = 1 << 20
+BATCH_BYTES = 8 << 20
 
 
 class Endpoint:
@@ -125,8 +131,9 @@ class PhaseTimer:
             self._add(name, time.monotonic() - start)
 
     @contextlib.contextmanager
-    def step(self, name, table):
-        """One table's copy, replace or stage, in whichever thread runs it."""
+    def step(self, name, tables):
+        """The copy, replace or stage of a batch of tables (a list), in whichever thread runs it; each table of
+        the batch is given an equal share of its time."""
         with self._lock:
             self._running.append(name)
         start = time.monotonic()
@@ -136,12 +143,38 @@ class PhaseTimer:
             seconds = time.monotonic() - start
             with self._lock:
                 self._running.remove(name)
-                self.tables.setdefault(table, {})[name] = round(seconds, 3)
+                for table in tables:
+                    self.tables.setdefault(table, {})[name] = round(seconds / len(tables), 3)
             self._add(name, seconds)
 
     def _add(self, name, seconds):
         with self._lock:
             self.durations[name] = round(self.durations.get(name, 0.0) + seconds, 3)
+
+
+def table_batches(order, sizes, small=None, limit=None):
+    """``order`` (table names) cut into batches, order kept: a table above ``small`` bytes alone, neighbouring
+    smaller ones together while their sum stays within ``limit``.  ``sizes`` is ``tables.table_stats``; ``small``
+    and ``limit`` default to SMALL_TABLE_BYTES and BATCH_BYTES."""
+    small = SMALL_TABLE_BYTES if small is None else small
+    limit = BATCH_BYTES if limit is None else limit
+    batches, current, total = [], [], 0
+    for table in order:
+        size = sizes.get(table, {}).get("bytes", 0)
+        if size > small:
+            if current:
+                batches.append(current)
+                current, total = [], 0
+            batches.append([table])
+            continue
+        if current and total + size > limit:
+            batches.append(current)
+            current, total = [], 0
+        current.append(table)
+        total += size
+    if current:
+        batches.append(current)
+    return batches
 
 
 def work_skip_columns(entries, work):
@@ -188,15 +221,17 @@ class _Worker:
 
 
 class _TableFlow:
-    """copy → replace → stage, table by table, the steps of different tables overlapping.
+    """copy → replace → stage, batch by batch, the steps of different batches overlapping.
 
-    A copier thread copies the tables from the source into the migration database, one after the other; the
-    calling thread replaces each table as soon as it has arrived (while the next one is copied); a stager thread
-    puts each replaced table into the target under its staging name (while the next one is replaced).  No two
-    threads share a connection at the same time: the copier reads through the call's source connection and the
-    stager writes through its target and migration DB ones (the calling thread does not use them meanwhile);
-    the copier and the search-replace have a migration DB connection each.  What passes between the threads is
-    a table name in a queue, so memory stays what one step needs.  Each table is counted once in its copy and that verified count is handed on to the stage's
+    A batch is one table, or several small ones (see ``table_batches``) that move together, each way in one copy.
+    A copier thread copies the batches from the source into the migration database, one after the other; the
+    calling thread replaces the tables of each batch as soon as they have arrived (while the next batch is copied;
+    a table alone while it loads); a stager thread puts each replaced batch into the target under its staging
+    names (while the next one is replaced).  No two threads share a connection at the same time: the copier
+    reads through the call's source connection and the stager writes through its target and migration DB ones
+    (the calling thread does not use them meanwhile); the copier and the search-replace have a migration DB
+    connection each.  What passes between the threads is a list of table names in a queue, so memory stays what
+    one step needs.  Each table is counted once in its copy and that verified count is handed on to the stage's
     check.
 
     The first failure, in any thread, stops the others: it fires the call's deadline (``Deadline.interrupt``),
@@ -205,11 +240,11 @@ class _TableFlow:
     cleanup never races a worker that is still writing.
     """
 
-    def __init__(self, pipeline, tables, work, stage_of, replace, lent):
+    def __init__(self, pipeline, batches, work, stage_of, replace, lent):
         self.pipeline = pipeline
         self.deadline = pipeline.deadline
         self.timer = pipeline.timer
-        self.tables = tables
+        self.batches = batches
         self.work = work
         self.stage_of = stage_of
         self.replace = replace
@@ -232,23 +267,25 @@ class _TableFlow:
         p = self.pipeline
         src_conn = self.lent["source"]
         mig_conn = worker.connect(p.migration)
-        # A dump arrives in primary-key order, statement by statement: its table is replaced while it loads.
+        # A dump arrives in primary-key order, statement by statement: a table that goes alone is replaced while it
+        # loads.  A batch of small tables is replaced once it has arrived.
         follow = choose_method(p.source.db, p.migration) == "dump"
         try:
-            for table in self.tables:
+            for batch in self.batches:
                 self._check()
                 loaded = threading.Event()
-                if follow:
-                    self._to_replace.put((table, loaded))
-                with self.timer.step("copy", table), self._phase_of_errors("copy", table):
+                alone = batch[0] if len(batch) == 1 else None
+                if follow and alone:
+                    self._to_replace.put((batch, loaded))
+                with self.timer.step("copy", batch), self._phase_of_errors("copy", alone):
                     result = p._copy_to_work(  # pylint: disable=protected-access
-                        [table], {table: self.work[table]}, connections=(src_conn, mig_conn))
+                        batch, {table: self.work[table] for table in batch}, connections=(src_conn, mig_conn))
                 self.copied.update(result["tables"])
                 self.excluded.update(result["excluded"])
                 self.method = result["method"]
                 loaded.set()
-                if not follow:
-                    self._to_replace.put((table, loaded))
+                if not (follow and alone):
+                    self._to_replace.put((batch, loaded))
         finally:
             self._to_replace.put(None)
 
@@ -256,14 +293,14 @@ class _TableFlow:
         p = self.pipeline
         mig_conn, tgt_conn = self.lent["migration"], self.lent["target"]
         while True:
-            table = self._to_stage.get()
-            if table is None:
+            batch = self._to_stage.get()
+            if batch is None:
                 return
             self._check()
-            work = self.work[table]
-            with self.timer.step("stage", table), self._phase_of_errors("stage", table):
-                staged = p._stage(mig_conn, {work: self.stage_of[work]},  # pylint: disable=protected-access
-                                  counts={work: self.copied[work]["rows"]}, tgt_conn=tgt_conn)
+            works = [self.work[table] for table in batch]
+            with self.timer.step("stage", batch), self._phase_of_errors("stage", batch[0] if len(batch) == 1 else None):
+                staged = p._stage(mig_conn, {work: self.stage_of[work] for work in works},  # pylint: disable=protected-access
+                                  counts={work: self.copied[work]["rows"] for work in works}, tgt_conn=tgt_conn)
             self.expected.update(staged)
 
     def run(self):
@@ -282,13 +319,14 @@ class _TableFlow:
                     item = self._to_replace.get()
                     if item is None:
                         break
-                    table, loaded = item
+                    batch, loaded = item
                     self._check()
-                    with self.timer.step("replace", table), self._phase_of_errors("replace", table, loaded):
-                        self.replace(table, self.work[table], loaded)
+                    with self.timer.step("replace", batch), \
+                            self._phase_of_errors("replace", batch[0] if len(batch) == 1 else None, loaded):
+                        self.replace({table: self.work[table] for table in batch}, loaded)
                     while not loaded.wait(0.05):
                         self._check()  # a replace returns after its copy; only a stopped call gets here
-                    self._to_stage.put(table)
+                    self._to_stage.put(batch)
             finally:
                 self._to_stage.put(None)
             self._join()
@@ -775,11 +813,11 @@ class SiteMigration(_TablePipeline):
             replaced = {"tables": {}, "rows_changed": 0}
             with contextlib.closing(self.migration.connect(autocommit=False, deadline=self.deadline)) as replace_conn:
 
-                def replace(table, work_table, loaded):
-                    done = self._replace({table: work_table}, rules, skip_columns, conn=replace_conn, arriving=loaded)
+                def replace(batch_work, loaded):
+                    done = self._replace(batch_work, rules, skip_columns, conn=replace_conn, arriving=loaded)
                     replaced["tables"].update(done["tables"])
                     replaced["rows_changed"] += done["rows_changed"]
-                    self._retarget_prefixed_keys(replace_conn, {table: work_table})
+                    self._retarget_prefixed_keys(replace_conn, batch_work)
                     replace_conn.commit()
 
                 # The largest first: the small ones are copied while it is replaced, and the last step is short.
@@ -789,7 +827,7 @@ class SiteMigration(_TablePipeline):
                 last = (self.migration.same_server(self.target.db)
                         and choose_method(self.source.db, self.migration) == "dump")
                 order = sorted(tables, key=lambda t: ((1 if last else -1) * sizes.get(t, {}).get("bytes", 0), t))
-                flow = _TableFlow(self, order, work, stage_of, replace,
+                flow = _TableFlow(self, table_batches(order, sizes), work, stage_of, replace,
                                   {"source": src_conn, "target": tgt_conn, "migration": mig_conn})
                 copied, expected = flow.run()
             options_live = self._options_live()

@@ -415,9 +415,46 @@ def _assert_nothing_left(setup, target_before, migration_before, site_id=2):
     assert client_children() == []
 
 
+def every_table_alone(monkeypatch):
+    """Each table goes through the pipeline on its own, as a site's large tables do (the sites here are small)."""
+    monkeypatch.setattr(pipeline, "SMALL_TABLE_BYTES", 0)
+
+
+def test_small_tables_go_through_in_one_copy_each_way_and_a_large_one_alone(subdir, monkeypatch):
+    """A site's small tables are copied into the migration database in one copy, replaced, and staged in one copy;
+    a table above SMALL_TABLE_BYTES goes on its own.  The site comes out migrated all the same."""
+    setup = subdir
+    source = setup.source
+    site_tables = source.site_tables(3)
+    with contextlib.closing(source.server.connect()) as conn:
+        sizes = tbl.table_stats(conn, source.database, site_tables)
+    # The largest table goes alone; all the others are small.
+    largest = max(site_tables, key=lambda table: (sizes[table]["bytes"], table))
+    monkeypatch.setattr(pipeline, "SMALL_TABLE_BYTES", max(sizes[t]["bytes"] for t in site_tables if t != largest))
+    assert sizes[largest]["bytes"] > pipeline.SMALL_TABLE_BYTES
+    real = pipeline.copy_tables
+    copies = []
+
+    def copy(source_db, tables, dest, *args, **kwargs):
+        copies.append(("target" if dest.role == "target" else "migration", sorted(tables)))
+        return real(source_db, tables, dest, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "copy_tables", copy)
+    target_before = setup.target_fingerprint()
+    result = setup.site(3).run(timeout=120)
+    small = sorted(t for t in site_tables if t != largest)
+    work_small = sorted(tbl.work_table(3, t) for t in small)
+    assert sorted(copies, key=repr) == sorted([
+        ("migration", [largest]), ("migration", small), ("target", [tbl.work_table(3, largest)]),
+        ("target", work_small)], key=repr)
+    assert_site_migrated(setup, 3, result, target_before, new_to_target=False)
+    assert sorted(result["overlap"]["tables"]) == sorted(site_tables)
+
+
 def test_a_copy_failing_after_other_tables_were_staged_leaves_nothing_behind(subdir, monkeypatch):
     """The last table's copy fails while the earlier ones are already replaced and staged in the target."""
     setup = subdir
+    every_table_alone(monkeypatch)
     real = pipeline.copy_tables
     sources, staged = [], []
 
@@ -451,6 +488,7 @@ def test_a_stage_failing_stops_the_copy_running_beside_it(subdir, monkeypatch):
     """The stager fails while the copier waits in a statement on the source: that statement is killed on the
     server (it would run for minutes), the copy stops, and the stage's failure is the one reported."""
     setup = subdir
+    every_table_alone(monkeypatch)
     real_copy, real_stage = SiteMigration._copy_to_work, SiteMigration._stage
     seen = {"copies": 0, "slept": None}
     sleeping = threading.Event()
@@ -496,6 +534,7 @@ def test_a_stage_failing_stops_the_copy_running_beside_it(subdir, monkeypatch):
 def test_a_replace_failing_in_the_calling_thread_stops_the_workers(subdir, monkeypatch):
     """The second table's search-replace fails: the copier and the stager stop and everything is dropped."""
     setup = subdir
+    every_table_alone(monkeypatch)
     real = pipeline.replace_in_tables
     calls = []
 
