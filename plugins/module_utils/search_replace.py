@@ -298,10 +298,17 @@ class _LazyPattern:
         self.source = source
         self.compiled = None
 
-    def sub(self, template, value):
+    def compile(self):
         if self.compiled is None:
             self.compiled = re.compile(self.source)
-        return self.compiled.sub(template, value)
+        return self.compiled
+
+    def sub(self, template, value):
+        return self.compile().sub(template, value)
+
+
+# Plans of this many expanded pairs or fewer compile their host patterns at once (saving a call per use).
+_EAGER_PATTERNS = 16
 
 
 class _Plan:
@@ -314,6 +321,9 @@ class _Plan:
             host = isinstance(pair, HostPair)
             text_steps.append(_step(search, replace, host, False))
             byte_steps.append(_step(search, replace, host, True))
+        if len(text_steps) <= _EAGER_PATTERNS:
+            text_steps = [step[:2] + (step[2] and step[2].compile(),) + step[3:] for step in text_steps]
+            byte_steps = [step[:2] + (step[2] and step[2].compile(),) + step[3:] for step in byte_steps]
         self.text_steps = tuple(text_steps)
         self.byte_steps = tuple(byte_steps)
         # Payloads can be replaced in one pass, joined by NULs, when no search or replace string has one.
@@ -342,23 +352,23 @@ class _Plan:
         opening quote.  Search strings containing a quote are therefore
         searched with overlaps.
         """
-        found = []
+        starts, ends = [], []
+        find = data.find
         for needle in self.byte_needles:
             size = len(needle)
             step = 1 if b'"' in needle else size
-            position = data.find(needle)
+            position = find(needle)
             while position != -1:
-                found.append((position, position + size))
-                position = data.find(needle, position + step)
+                starts.append(position)
+                ends.append(position + size)
+                position = find(needle, position + step)
         if len(self.byte_needles) > 1:
-            found.sort()
-        starts = [start for start, _end in found]
-        starts.append(_BEYOND)
-        ends = [end for _start, end in found]
-        ends.append(_BEYOND)
-        if len(self.byte_needles) > 1:
-            ends = list(itertools.accumulate(reversed(ends), min))
+            order = sorted(range(len(starts)), key=starts.__getitem__)
+            starts = [starts[index] for index in order]
+            ends = list(itertools.accumulate((ends[index] for index in reversed(order)), min))
             ends.reverse()
+        starts.append(_BEYOND)
+        ends.append(_BEYOND)
         return starts, ends
 
 
@@ -539,8 +549,9 @@ def _lexer():
     Keys and class names may not hold a mark; a string value holding one may not start like serialized data.
     """
     mark_free = "s:" + _by_length(_LEXED_LIMIT, lambda size: ':"[^\xff]{%d}"' % size)
-    value_string = "s:" + _by_length(_LEXED_LIMIT, lambda size: ':"(?:[^\xff]{%d}|(?!%s).{%d})"'
-                                     % (size, _PREFIX_PATTERN, size))
+    # A payload that does not start like serialized data is stepped over at once, whatever it holds.
+    value_string = "s:" + _by_length(_LEXED_LIMIT, lambda size: ':"(?:(?!%s).{%d}|[^\xff]{%d})"'
+                                     % (_PREFIX_PATTERN, size, size))
     key = "(?:i:[+-]?\\d+|%s)" % mark_free
     scalar = _SCALAR.decode("ascii").replace(";", "")
     opener = '(?:a:\\d+|O:\\d+:"[A-Za-z0-9_\x80-\xfe][A-Za-z0-9_\x80-\xfe\\\\]*":[+-]?\\d+):\\{'
@@ -609,6 +620,14 @@ def _rewrite(data, plan):
     hits = _scan(data, 0, len(data), starts, smallest_ends)
     if not hits:
         return hits if hits is None else data
+    if plan.joinable:
+        # The common case: no payload with a hit starts like serialized data (joined by NULs, the payloads show
+        # it to one search), so each gets the plain replacement, all in one pass as in _edits.
+        originals = [data[payload:payload_end] for _header, payload, payload_end in hits]
+        joined = b"\0".join(originals)
+        if (joined.count(b"\0") == len(originals) - 1 and not joined.startswith(_BYTE_PREFIX_TUPLE)
+                and _NESTED_START.search(joined) is None):
+            return _spliced(data, hits, originals, _apply_steps(plan.byte_steps, joined).split(b"\0"))
     # Payloads that are serialized themselves are edited by a frame of their own; frames sit on an
     # explicit stack so that serialized data nested in strings many levels deep needs no recursion.
     # A frame is [hits, next hit, edits, output pieces, copied up to, end of its range], where the
@@ -636,6 +655,23 @@ def _rewrite(data, plan):
                 return b"".join(pieces) if pieces else data
             parent = frames[-1]
             parent[2][parent[1]] = b"".join(pieces) if pieces else None
+
+
+_NESTED_START = re.compile(b"\\x00(?:[aOsidbCErR]:|N;)")   # after the first payload; see _rewrite
+
+
+def _spliced(data, hits, originals, replaced):
+    """``data`` with the payload of each hit that changed replaced and its length recomputed."""
+    pieces = []
+    copied = 0
+    for (header, _payload, payload_end), original, new in zip(hits, originals, replaced):
+        if new != original:
+            pieces += (data[copied:header], b's:%d:"' % len(new), new)
+            copied = payload_end
+    if not pieces:
+        return data
+    pieces.append(data[copied:])
+    return b"".join(pieces)
 
 
 def _edits(data, hits, plan, starts, smallest_ends):
@@ -672,7 +708,8 @@ def replace_value(value, pairs):
     same way byte for byte; the result has the same type.  When nothing
     changes, ``value`` itself is returned.
     """
-    plan = _plan_for(pairs)
+    # Called once per value of every row: the same tuple of pairs as in the last call needs no lookup.
+    plan = _last_plan if pairs is _last_pairs and type(pairs) is tuple else _plan_for(pairs)
     if isinstance(value, bytes):
         is_text, steps, needles, prefixes = False, plan.byte_steps, plan.byte_needles, _BYTE_PREFIXES
     else:
@@ -691,7 +728,7 @@ def replace_value(value, pairs):
             if edited is not None:
                 return edited.decode("utf-8", "surrogatepass") if is_text else edited
     result = _apply_steps(steps, value)
-    return value if result == value else result
+    return value if result is value or result == value else result
 
 
 def plain_replace(value, pairs):

@@ -185,6 +185,18 @@ def test_double_serialized_option_is_edited_at_both_levels():
     assert replace_value(outer, URL_PAIRS) == arr(s("widget"), s(expected_inner), s("self"), s(UAT))
 
 
+@pytest.mark.parametrize("pairs", [URL_PAIRS, [HostPair("dev.example.edu", "staging.example.edu")]],
+                         ids=["plain pair", "host pair"])
+def test_serialized_payload_after_a_plain_one_is_edited_as_serialized_data(pairs):
+    # Every payload with a hit but the first holds serialized data: none of them may get the plain replacement.
+    target = plain_replace(DEV, pairs)
+    inner = arr(s("url"), s(DEV + "/a"), s("title"), s("Café"))
+    expected_inner = arr(s("url"), s(target + "/a"), s("title"), s("Café"))
+    outer = arr(s("self"), s(DEV), s("widget"), s(inner), i(3), s(DEV + "/b"), s("list"), s(arr(i(0), s(DEV))))
+    assert replace_value(outer, pairs) == arr(s("self"), s(target), s("widget"), s(expected_inner), i(3),
+                                              s(target + "/b"), s("list"), s(arr(i(0), s(target))))
+
+
 def test_top_level_string_holding_serialized_data():
     inner = arr(s(DEV), s(DEV))                    # the key keeps its text, the value changes
     assert replace_value(s(inner), URL_PAIRS) == s(arr(s(DEV), s(UAT)))
