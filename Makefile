@@ -15,9 +15,12 @@ setup:
 demo: setup
 	$(PY) -m tools.demo
 
-# Lint and sanity first, pytest last: its summary line closes the output.
+# Lint and sanity first, pytest last: its summary line closes the output.  pytest runs PYTEST_WORKERS
+# processes (pytest-xdist), each with its own three MariaDB servers, a test file at a time per process (module
+# fixtures share a network between a file's tests).
+PYTEST_WORKERS ?= 2
 test: setup lint sanity molecule
-	$(PY) -m pytest tests --durations=30
+	$(PY) -m pytest tests --durations=30 -n $(PYTEST_WORKERS) --dist loadfile
 
 unit: setup
 	$(PY) -m pytest tests/unit
