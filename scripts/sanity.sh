@@ -11,10 +11,17 @@ mkdir -p "$dest"
 git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
     [ -e "$f" ] && { mkdir -p "$dest/$(dirname "$f")"; cp -p "$f" "$dest/$f"; }
 done
-# A venv ansible-test left half-built (an interrupted or concurrent run) has its marker files but no
-# bin/python, and every later run then fails the import test on every file: remove such a venv so it is rebuilt.
+# ansible-test keeps its venvs under ~/.ansible/test/venv, shared by every checkout of this user: two sanity runs
+# at once build the same venv together and break it.  One run at a time; a second one waits for the first.
+mkdir -p "$HOME/.ansible/test"
+exec 9>"$HOME/.ansible/test/wfu-sanity.lock"
+flock 9
+# A venv ansible-test left half-built (an interrupted run) lacks bin/python or pip, and every later run then fails
+# on it: remove such a venv so that it is rebuilt.
 for venv in "$HOME"/.ansible/test/venv/*/*/*/; do
-    [ -d "$venv" ] && [ ! -e "$venv/bin/python" ] && rm -rf "$venv"
+    if [ -d "$venv" ] && ! "$venv/bin/python" -c "import pip" >/dev/null 2>&1; then
+        rm -rf "$venv"
+    fi
 done
 cd "$dest"
 git init -q . && git add -A >/dev/null
