@@ -375,21 +375,24 @@ class _Plan:
 _PLANS = {}
 _PLAN_CACHE_SIZE = 32
 # The pairs object of the last call, its items and its plan: callers pass the same pairs row after row.
-_last_pairs = _last_items = _last_plan = None
+# The pairs of the last call, their items and their plan, as one tuple: read and replaced in one step, so a
+# thread never gets the plan of another thread's pairs.
+_last = (None, (), None)
 
 
 def _plan_for(pairs):
-    global _last_pairs, _last_items, _last_plan
-    if pairs is _last_pairs:
+    global _last
+    last_pairs, last_items, last_plan = _last
+    if pairs is last_pairs:
         # A tuple of pairs (tuples themselves) cannot change; a list can, so its items are compared.
         if isinstance(pairs, tuple):
-            return _last_plan
-        if len(pairs) == len(_last_items):
-            for item, last_item in zip(pairs, _last_items):
+            return last_plan
+        if len(pairs) == len(last_items):
+            for item, last_item in zip(pairs, last_items):
                 if item is not last_item:
                     break
             else:
-                return _last_plan
+                return last_plan
     items = tuple(pairs)
     key = (items, tuple(map(type, items)))
     try:
@@ -401,7 +404,7 @@ def _plan_for(pairs):
             _PLANS.clear()
         plan = _PLANS[key] = _Plan(items)
     if isinstance(pairs, (list, tuple)):
-        _last_pairs, _last_items, _last_plan = pairs, items, plan
+        _last = (pairs, items, plan)
     return plan
 
 
@@ -709,7 +712,8 @@ def replace_value(value, pairs):
     changes, ``value`` itself is returned.
     """
     # Called once per value of every row: the same tuple of pairs as in the last call needs no lookup.
-    plan = _last_plan if pairs is _last_pairs and type(pairs) is tuple else _plan_for(pairs)
+    last = _last
+    plan = last[2] if pairs is last[0] and type(pairs) is tuple else _plan_for(pairs)
     if isinstance(value, bytes):
         is_text, steps, needles, prefixes = False, plan.byte_steps, plan.byte_needles, _BYTE_PREFIXES
     else:
