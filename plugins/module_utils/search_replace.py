@@ -713,7 +713,7 @@ def replace_value(value, pairs):
     """
     # Called once per value of every row: the same tuple of pairs as in the last call needs no lookup.
     last = _last
-    plan = last[2] if pairs is last[0] and type(pairs) is tuple else _plan_for(pairs)
+    plan = last[2] if pairs is last[0] and isinstance(pairs, tuple) else _plan_for(pairs)
     if isinstance(value, bytes):
         is_text, steps, needles, prefixes = False, plan.byte_steps, plan.byte_needles, _BYTE_PREFIXES
     else:
