@@ -85,6 +85,7 @@ DUMP_FLAGS = (
     "--net-buffer-length=%d" % DUMP_NET_BUFFER_LENGTH,
 )
 # Only MySQL's mysqldump has these; without them it fails against MariaDB or GTID-less targets.
+_LOCK_NAME = re.compile(r"\A[A-Za-z0-9:_-]{1,64}\Z")
 MYSQL_DUMP_FLAGS = ("--set-gtid-purged=OFF", "--column-statistics=0")
 LOAD_FLAGS = ("--binary-mode", "--batch", "--max-allowed-packet=1G", "--default-character-set=utf8mb4")
 # MariaDB's client echoes a failing statement (MBs of row data) to stderr unless told not to; MySQL's has no such flag.
@@ -122,7 +123,7 @@ _DEFINITION_LINE = re.compile(rb"\n(?:  `|\) ENGINE=)[^\n]*")
 # -- public entry point ---------------------------------------------------------------------------------------------
 
 def copy_tables(source, tables, dest, rename=None, method="auto", work_dir=None, deadline=None, source_rows=None,
-                verify=True, source_conn=None, dest_conn=None, filters=None):
+                verify=True, source_conn=None, dest_conn=None, filters=None, load_lock=None):
     """Copy ``tables`` from the ``source`` database to the ``dest`` database; return what was copied.
 
     ``source`` and ``dest`` are ``db.Database`` values.  ``rename`` maps a source
@@ -142,6 +143,11 @@ def copy_tables(source, tables, dest, rename=None, method="auto", work_dir=None,
     ``filters`` (``{source_table: SQL condition}``, built by content_policy.py) copy only the rows of a table that
     meet its condition, in every method; the source is counted under the same condition, so the verification
     compares the rows kept, and the rows left out are reported.
+
+    ``load_lock`` (a callable returning a new name each call) gives each loader a ``dump`` copy starts a named
+    lock its session takes as it connects (``--init-command``): a loader killed with its call may still have a
+    statement on the server, and whoever cleans up after the call ends the session holding that lock first
+    (``server_locks.end_sessions_holding``), so that no ``CREATE TABLE`` of it lands after the cleanup's drops.
 
     Returns ``{method, tables: {dest_table: {rows, bytes}}, rows, bytes, seconds, excluded: {dest_table: rows}}``
     where ``bytes`` is the source's data + index size and ``excluded`` has the rows each filtered table left out.
@@ -186,7 +192,7 @@ def copy_tables(source, tables, dest, rename=None, method="auto", work_dir=None,
         if chosen == "insert_select":
             written = _copy_by_insert_select(source, mapping, dest, deadline, source_conn, filters)
         elif chosen == "dump":
-            written = _copy_by_dump(source, mapping, dest, collations, work_dir, deadline, filters)
+            written = _copy_by_dump(source, mapping, dest, collations, work_dir, deadline, filters, load_lock)
         else:
             written = _copy_by_pymysql(source, mapping, dest, collations, deadline, filters)
         if verify:
@@ -343,9 +349,14 @@ def dump_command(dump_path, options, database, tables, where=None):
     return ClientCommand([dump_path, argument] + flags + [database] + list(tables), (fd,))
 
 
-def load_command(client_path, options, database):
-    """The loader that reads a dump on stdin into ``database``."""
+def load_command(client_path, options, database, session_lock=None):
+    """The loader that reads a dump on stdin into ``database``; its session takes the named lock ``session_lock``
+    (letters, digits and ``:_-`` only) as it connects, when one is given."""
     flags = list(LOAD_FLAGS) if is_mysql_tool(client_path) else list(LOAD_FLAGS + MARIADB_LOAD_FLAGS)
+    if session_lock is not None:
+        if not _LOCK_NAME.match(session_lock):
+            raise ConfigError("not a lock name for a loader's session: %r" % session_lock)
+        flags.append("--init-command=SELECT GET_LOCK('%s', 0)" % session_lock)
     argument, fd = options
     return ClientCommand([client_path, argument] + flags + [database], (fd,))
 
@@ -444,17 +455,17 @@ def _collations_to_replace(source_conn, source, tables, dest, deadline, dest_con
     return {name: MYSQL_ONLY_COLLATIONS[name] for name in sorted(used - known)}
 
 
-def _copy_by_dump(source, mapping, dest, collations, work_dir, deadline, filters=None):
+def _copy_by_dump(source, mapping, dest, collations, work_dir, deadline, filters=None, load_lock=None):
     """One dump of the unfiltered tables, and one of each filtered table (``--where`` applies to a whole dump)."""
     filters = filters or {}
     plain = {name: target for name, target in mapping.items() if name not in filters}
     parts = ([(plain, None)] if plain else []) + [({name: mapping[name]}, where) for name, where in filters.items()]
     for part, where in parts:
-        _dump_and_load(source, part, dest, collations, work_dir, deadline, where)
+        _dump_and_load(source, part, dest, collations, work_dir, deadline, where, load_lock() if load_lock else None)
     return {}  # the loader does not say how many rows it wrote: the destination is counted
 
 
-def _dump_and_load(source, mapping, dest, collations, work_dir, deadline, where):
+def _dump_and_load(source, mapping, dest, collations, work_dir, deadline, where, session_lock=None):
     dump_path, client_path = required_client_tools()
     rewriter = DumpRewriter(renames=mapping, collations=collations)
     with contextlib.ExitStack() as stack:
@@ -463,7 +474,7 @@ def _dump_and_load(source, mapping, dest, collations, work_dir, deadline, where)
         dump_errors = stack.enter_context(tempfile.TemporaryFile(prefix="wfu-dump-", dir=work_dir))
         load_errors = stack.enter_context(tempfile.TemporaryFile(prefix="wfu-load-", dir=work_dir))
         pipeline = DumpPipeline(dump_command(dump_path, source_options, source.database, list(mapping), where),
-                                load_command(client_path, dest_options, dest.database),
+                                load_command(client_path, dest_options, dest.database, session_lock),
                                 dump_errors, load_errors, rewriter if rewriter.active else None, deadline)
         pipeline.run()
         failure = None if pipeline.timed_out else pipeline.failure()

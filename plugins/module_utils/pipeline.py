@@ -23,6 +23,7 @@ import contextlib
 import copy
 import os
 import queue
+import secrets
 import threading
 import time
 
@@ -50,6 +51,9 @@ LOCK_WAIT = 60
 # Bounds of the cleanup after a failure: it must not hang on a server that stopped answering.
 CLEANUP_CONNECT_TIMEOUT = 5
 CLEANUP_STATEMENT_TIMEOUT = 30
+# Seconds the cleanup waits for a killed loader's session to end on its server, and for the site's lock.
+CLEANUP_LOAD_WAIT = 10
+CLEANUP_LOCK_WAIT = 5
 # A site's small tables (most of them: a few KB to a few hundred KB each) go through the pipeline together: one
 # dump into the migration database and one into the target for all of them, instead of one client pair per
 # table, which costs more than their data.  A table above SMALL_TABLE_BYTES goes alone, its replace following its
@@ -459,13 +463,23 @@ class _TablePipeline:
         self.created_stage = []
         # {source table: condition on the rows copied}, from the content policy once the tables are known.
         self.filters = {}
-        # Guards the two lists above: the per-table steps of a site update them from several threads.
+        # The named locks the sessions of this call's loaders take (copy_engine load_lock): after a failure, the
+        # cleanup ends those sessions before it drops what they may still be writing.
+        self.load_locks = []
+        self._load_token = secrets.token_hex(8)
+        # Guards the lists above: the per-table steps of a site update them from several threads.
         self._books = threading.Lock()
         self.swapped = None
         self.locks = []
         self.result = {"changed": False}
 
     # -- steps shared by sites and the network ------------------------------------------------
+    def _next_load_lock(self):
+        with self._books:
+            name = "wfu:load:%s:%d" % (self._load_token, len(self.load_locks) + 1)
+            self.load_locks.append(name)
+        return name
+
     def label(self):
         return server_locks.owner_label(self.owner)
 
@@ -511,7 +525,8 @@ class _TablePipeline:
         src_conn, mig_conn = connections
         return copy_tables(self.source.db, tables, self.migration, rename=work_names,
                            work_dir=self.options.get("work_dir"), deadline=self.deadline, source_conn=src_conn,
-                           dest_conn=mig_conn, filters={t: self.filters[t] for t in tables if t in self.filters})
+                           dest_conn=mig_conn, filters={t: self.filters[t] for t in tables if t in self.filters},
+                           load_lock=self._next_load_lock)
 
     def _replace(self, work, rules, skip_columns, conn=None, arriving=None):
         return replace_in_tables(self.migration, self.migration.database, list(work.values()), rules,
@@ -537,7 +552,7 @@ class _TablePipeline:
         else:
             copy_tables(self.migration, list(work_to_stage), self.target.db, rename=work_to_stage,
                         work_dir=self.options.get("work_dir"), deadline=self.deadline, source_rows=counts,
-                        verify=False, source_conn=mig_conn, dest_conn=tgt_conn)
+                        verify=False, source_conn=mig_conn, dest_conn=tgt_conn, load_lock=self._next_load_lock)
         return {work_to_stage[work]: counts[work] for work in work_to_stage}
 
     def _clean(self, mig_conn, tgt_conn):
@@ -661,10 +676,15 @@ class _TablePipeline:
             try:
                 with contextlib.closing(database.connect(timeout=CLEANUP_STATEMENT_TIMEOUT,
                                                          connect_timeout=CLEANUP_CONNECT_TIMEOUT)) as conn:
-                    name, holder = server_locks.try_acquire(conn, database, self.owner)
+                    # This call's own connections have just closed: the server may take a moment to let their
+                    # lock go.
+                    name, holder = server_locks.try_acquire(conn, database, self.owner, wait=CLEANUP_LOCK_WAIT)
                     if name is None:
                         notes.append("left %s of %s alone: %s holds its lock now" % (database, self.label(), holder))
                         continue
+                    # A loader of this call may still have a statement there (a CREATE TABLE would outlive the
+                    # drops below): its session ends first.
+                    notes.extend(server_locks.end_sessions_holding(conn, list(self.load_locks), CLEANUP_LOAD_WAIT))
                     notes.extend(work(conn))
             except Exception as exc:  # pylint: disable=broad-except
                 notes.append("could not clean up %s: %s" % (database, MigrationError.wrap(exc).message))

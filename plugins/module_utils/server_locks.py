@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 
+from ansible_collections.wfu.multisite.plugins.module_utils.db import pymysql
 from ansible_collections.wfu.multisite.plugins.module_utils.errors import SITE_IN_USE, MigrationError
 
 
@@ -65,11 +66,12 @@ def acquire(conn, database, owner, wait):
                          % (owner_label(owner), database, who, name, wait), reason=SITE_IN_USE, database=database)
 
 
-def try_acquire(conn, database, owner):
-    """``(name, None)`` when the lock was free and is now held on ``conn``, else ``(None, holder)``."""
+def try_acquire(conn, database, owner, wait=0):
+    """``(name, None)`` when the lock was free (or became free within ``wait`` seconds) and is now held on
+    ``conn``, else ``(None, holder)``."""
     name = lock_name(database, owner)
     with conn.cursor() as cur:
-        cur.execute("SELECT GET_LOCK(%s, 0)", (name,))
+        cur.execute("SELECT GET_LOCK(%s, %s)", (name, max(0, int(wait))))
         if cur.fetchone()[0] == 1:
             return name, None
     return None, holder(conn, name) or "a connection that has just let go of it"
@@ -78,3 +80,30 @@ def try_acquire(conn, database, owner):
 def release(conn, name):
     with conn.cursor() as cur:
         cur.execute("SELECT RELEASE_LOCK(%s)", (name,))
+
+
+def end_sessions_holding(conn, names, wait):
+    """End the sessions that hold any of the named locks ``names`` and wait until they are gone; return notes.
+
+    A loader (``mariadb`` reading a dump) killed with its call may leave its session on the server with one
+    statement still to run; its ``GET_LOCK`` at connect (copy_engine ``load_lock``) tells it apart.  The session is
+    killed (``KILL CONNECTION``, allowed on one's own sessions) and the lock taken with a wait of ``wait`` seconds,
+    which succeeds once the server has ended the session: none of its statements runs after this returns.
+    """
+    notes = []
+    with conn.cursor() as cur:
+        for name in names:
+            cur.execute("SELECT IS_USED_LOCK(%s)", (name,))
+            session = cur.fetchone()[0]
+            if session is None:
+                continue
+            try:
+                cur.execute("KILL CONNECTION %d" % int(session))
+            except pymysql.err.MySQLError:
+                pass  # it ended meanwhile (unknown thread), or is another user's: the wait below tells
+            cur.execute("SELECT GET_LOCK(%s, %s)", (name, max(0, int(wait))))
+            if cur.fetchone()[0] == 1:
+                cur.execute("SELECT RELEASE_LOCK(%s)", (name,))
+            else:
+                notes.append("a loader's session (connection %d) was still there after %d s" % (int(session), wait))
+    return notes

@@ -437,3 +437,68 @@ def test_timeout_stops_the_copy_and_leaves_no_child_process(servers, fresh_db, m
     assert (caught.value.reason, caught.value.failure_class, caught.value.phase) == ("timeout", SITE, "copy")
     assert 2 <= elapsed < 10
     assert client_children() == []
+
+
+def test_a_killed_loaders_session_is_ended_by_its_lock_and_nothing_of_it_runs_after(servers, fresh_db):
+    """A loader started with a session lock takes it as it connects; once its process is killed, its session may
+    still be on the server with a statement to finish (here an INSERT waiting for a table lock).
+    ``end_sessions_holding`` ends that session: after it returns the session is gone and its statement never ran,
+    so nothing the loader sent lands after the cleanup that follows."""
+    from ansible_collections.wfu.multisite.plugins.module_utils import server_locks
+
+    server = servers["target"]
+    database = fresh_db("target")
+    execute(server, database, "CREATE TABLE blocker (id INT PRIMARY KEY)")
+    dest = db_on(server, database, role="target")
+    name = "wfu:load:test%d:1" % os.getpid()
+    holder = server.connect(database)
+    loader = None
+    try:
+        with holder.cursor() as cur:
+            cur.execute("LOCK TABLES blocker WRITE")
+        with dest.client_options() as options:
+            loader = copy_engine.spawn_client(
+                copy_engine.load_command(copy_engine.required_client_tools()[1], options, database, session_lock=name),
+                stdin=copy_engine.subprocess.PIPE, stdout=copy_engine.subprocess.DEVNULL,
+                stderr=copy_engine.subprocess.DEVNULL)
+        loader.stdin.write(b"INSERT INTO blocker VALUES (1);\n")
+        loader.stdin.flush()
+        session = None
+        with server.connect() as conn, conn.cursor() as cur:
+            for _attempt in range(200):
+                cur.execute("SELECT IS_USED_LOCK(%s)", (name,))
+                session = cur.fetchone()[0]
+                cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s AND INFO LIKE "
+                            "'INSERT INTO blocker%%'", (session,))
+                if session is not None and cur.fetchone()[0] == 1:
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError("the loader's session did not take its lock and wait in its INSERT")
+        loader.kill()
+        loader.wait()
+        with server.connect() as conn:
+            assert server_locks.end_sessions_holding(conn, [name, "wfu:load:never-used:1"], 10) == []
+            with conn.cursor() as cur:
+                cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s", (session,))
+                assert cur.fetchone()[0] == 0, "the killed loader's session is still on the server"
+        with holder.cursor() as cur:
+            cur.execute("UNLOCK TABLES")
+        time.sleep(0.5)
+        assert rows_of_blocker(server, database) == ()
+    finally:
+        holder.close()
+        if loader is not None and loader.poll() is None:
+            loader.kill()
+            loader.wait()
+
+
+def rows_of_blocker(server, database):
+    with server.connect(database) as conn, conn.cursor() as cur:
+        cur.execute("SELECT id FROM blocker")
+        return cur.fetchall()
+
+
+def test_a_loader_lock_name_is_checked():
+    with pytest.raises(copy_engine.ConfigError, match="lock name"):
+        copy_engine.load_command("mariadb", ("--defaults-extra-file=/dev/fd/3", 3), "db", session_lock="x'); DROP")

@@ -857,3 +857,21 @@ def test_a_backup_that_fills_the_disk_is_removed_and_the_site_left_as_it_was(sub
     assert setup.target_fingerprint() == before
     assert tbl.work_tables_of(setup.migration_tables()) == []
     assert client_children() == []
+
+
+def test_every_loader_of_a_site_takes_a_lock_of_its_own(subdir, monkeypatch):
+    """Each dump a site's call loads goes through a loader whose session takes a named lock of that call, so that
+    the cleanup after a failure can end a killed loader's session before it drops tables (see test_copy_engine)."""
+    setup = subdir
+    real = copy_engine.load_command
+    given = []
+
+    def load_command(client_path, options, database, session_lock=None):
+        given.append(session_lock)
+        return real(client_path, options, database, session_lock)
+
+    monkeypatch.setattr(copy_engine, "load_command", load_command)
+    migration = setup.site(4)
+    migration.run(timeout=120)
+    assert given and None not in given
+    assert len(set(given)) == len(given) and sorted(given) == sorted(migration.load_locks)
