@@ -389,19 +389,19 @@ def test_memory_does_not_grow_with_the_number_of_objects(moto, s3, flat_buckets)
     assert large_peak - small_peak < 256 * 1024, (small_peak, large_peak)
 
 
-def test_3000_objects_are_copied_listing_pages_of_the_given_size(moto, s3, flat_buckets, proxy):
-    many = flat_buckets[1]
+def test_1200_objects_are_copied_listing_pages_of_the_given_size(moto, s3, proxy):
+    many = new_bucket(s3, {"sites/7/%05d.jpg" % n: b"y%d" % n for n in range(1200)})
     target_bucket = new_bucket(s3)
     source, target = location(many, proxy.url, prefix=""), location(target_bucket, proxy.url, prefix="", env="uat")
 
-    done = media.sync_site_media(source, target, 7, page_size=100)
+    done = media.sync_site_media(source, target, 7, page_size=50)
 
-    assert done.copied == 3000 and len(listing(s3, target_bucket)) == 3000
-    assert _list_requests(proxy, many) == ["max-keys=100"] * 30
+    assert done.copied == 1200 and len(listing(s3, target_bucket)) == 1200
+    assert _list_requests(proxy, many) == ["max-keys=50"] * 24
     proxy.clear()
-    again = media.sync_site_media(source, target, 7, page_size=100)
-    assert (again.copied, again.unchanged) == (0, 3000)
-    assert _list_requests(proxy, many) == _list_requests(proxy, target_bucket) == ["max-keys=100"] * 30
+    again = media.sync_site_media(source, target, 7, page_size=50)
+    assert (again.copied, again.unchanged) == (0, 1200)
+    assert _list_requests(proxy, many) == _list_requests(proxy, target_bucket) == ["max-keys=50"] * 24
 
 
 def _list_requests(proxy, bucket):
