@@ -182,7 +182,7 @@ def test_a_slice_cancelled_mid_site_is_finished_by_a_resume(workflow):
 
     # The workflow's finish: not completed, so it fails with the resume command.
     finish = run_job(workflow.job("finish", "wfu.multisite.env_migrate_finish", workflow_job_id=901,
-                                      extravars={"wfu_migration_id": migration_id}))
+                                  extravars={"wfu_migration_id": migration_id}))
     assert finish.status == "failed", finish.stdout[-4000:]
     assert "Resume with: ansible-playbook wfu.multisite.env_migrate -e resume=%s" % migration_id in \
         " ".join(finish.stdout.split())
