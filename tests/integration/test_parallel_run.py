@@ -40,7 +40,7 @@ def test_parallel_run_stops_itself_on_a_target_outage_and_the_resume_completes(o
             if run.poll() is None:
                 run.kill()
                 run.wait()
-        output = output_of(run, tail=60000)
+        output = output_of(run, tail=10 ** 8)
         assert run.returncode != 0, output[-6000:]
         assert "PLAY [Migrate the sites, parallel at a time]" in output and "[site-%d" % SITES in output
         state = setup.state()
