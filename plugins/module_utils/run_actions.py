@@ -1,11 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to wfu.multisite
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The run-policy actions of ``wfu_migration_state``: validate, plan, decide, conclude.
+"""The run-policy actions of ``wfu_migration_state``: validate, plan, decide, conclude, and a worker's claim.
 
 They are how the env_migrate role asks the run policy (``run_policy``) and the option checks
 (``run_options``) instead of deciding in Jinja.  Each takes the state store and the task's parameters and
-returns the task result; the store is only read here, except by ``conclude``, which finishes the migration.
+returns the task result.  What the policy decides for the whole run is written to the shared state, so that
+every worker of the run (forks, AWX slices) follows it: the stop (``record_stop``; no worker claims a new site
+after it), the health check one worker runs while the others wait for its verdict, and ``conclude``.
 """
 
 from __future__ import annotations
@@ -128,9 +130,66 @@ def after_site_failure(store, migration_id, mark_result, status, failure_class):
     return run_policy.after_failure(snapshot, options, failure_class=failure_class, status=status).as_dict()
 
 
+def share_decision(store, migration_id, decision, check_mode=False):
+    """The decision after a failed site, as it stands for the whole run.
+
+    A stop is recorded in the state (the first one stands; this worker gets the recorded one).  A health check is
+    run by one worker: the first that asks runs it; while it runs, the others get ``wait_health`` and follow its
+    verdict.
+    """
+    if decision["stop"]:
+        stopping = store.record_stop(migration_id, decision["status"], decision["reason"], check_mode=check_mode)
+        return dict(decision, status=stopping["status"], reason=stopping["reason"])
+    if decision["action"] != "check_health":
+        return decision
+    turn = store.begin_health_check(migration_id, decision["trigger"], check_mode=check_mode)
+    if turn == "wait":
+        return dict(decision, action="wait_health",
+                    reason="%s; another worker of this run is checking every database" % decision["reason"])
+    if turn == "stop":
+        stopping = store.status(migration_id)["migration"]["stopping"] or {}
+        return run_policy.Decision("stop", status=stopping.get("status") or "aborted", trigger=decision["trigger"],
+                                   reason=stopping.get("reason") or "the run is stopping").as_dict()
+    return decision
+
+
+def check_worker_claim(store, params, result, check_mode=False):
+    """A worker's claim (``worker: true``): kept only when the run still wants the site.
+
+    Refused (the claim released again, ``claimed`` false, ``skip_reason`` saying why) once the run is stopping, and
+    when the run policy's queue has no place for the site any more (another worker or an earlier job did it).  A
+    kept claim carries the site's ``plan`` (its time limit and the parts an earlier attempt did), as ``plan``
+    returns it for one site.
+    """
+    migration_id, site_id = params["migration_id"], result["site_id"]
+    migration = store.status(migration_id)["migration"]
+    options = effective_options(migration.get("options"))
+    stopping = migration.get("stopping")
+    planned = run_policy.plan_run(migration, options)
+    if stopping:
+        reason = "migration %s is stopping (%s): no new site is started" % (
+            migration_id, run_policy.sentence(stopping.get("reason") or stopping.get("status")))
+    elif site_id not in planned["queue"]:
+        status = next((name for name, ids in migration["sites_by_status"].items() if site_id in ids), "unknown")
+        reason = "site %d is %s in migration %s: nothing to do for it" % (site_id, status, migration_id)
+    else:
+        result["plan"] = {"queue": [site_id], "limits": {str(site_id): planned["limits"][str(site_id)]},
+                          "phases_done": {key: value for key, value in planned["phases_done"].items()
+                                          if key == str(site_id)},
+                          "check_before": [], "options": options}
+        return result
+    if result["changed"] and not check_mode:
+        store.release(migration_id, site_id)
+    result.update(claimed=False, changed=False, skip_reason=reason, stopping=stopping)
+    return result
+
+
 def decide(store, params, check_mode=False):
-    """The decision once every database was tested (see ``run_policy.after_health_check``)."""
-    del check_mode
+    """The decision once every database was tested (see ``run_policy.after_health_check``).
+
+    Except while a prompt waits for its answer, the verdict is recorded for the workers waiting for it, and a stop
+    for the whole run.
+    """
     migration = store.status(params["migration_id"])["migration"]
     options = effective_options(migration.get("options"))
     interactive = params.get("interactive")
@@ -138,16 +197,24 @@ def decide(store, params, check_mode=False):
         interactive = is_interactive(params.get("awx_job_id"))
     decision = run_policy.after_health_check(
         params["health"], params["trigger"], options, interactive, last_error=params.get("last_error") or "",
-        answer=params.get("answer"), consecutive=migration.get("consecutive_failures") or 0)
-    return {"changed": False, "decision": decision.as_dict()}
+        answer=params.get("answer"), consecutive=migration.get("consecutive_failures") or 0).as_dict()
+    if decision["action"] != "ask":
+        stopping = store.end_health_check(params["migration_id"], decision, check_mode=check_mode)
+        if decision["stop"] and stopping:
+            decision.update(status=stopping["status"], reason=stopping["reason"])
+    return {"changed": False, "decision": decision}
 
 
 def conclude(store, params, check_mode=False):
     """Finish the migration with the status the policy gives (the stop's, else from the counters)."""
     migration = store.status(params["migration_id"])["migration"]
-    status = run_policy.final_status(migration, params.get("stop_status"))
+    # A stop the run policy recorded for the run (any worker's) stands when the task names none.
+    stopping = migration.get("stopping") or {}
+    stop_status = params.get("stop_status") or stopping.get("status")
+    reason = params.get("reason") or (stopping.get("reason") if not params.get("stop_status") else None)
+    status = run_policy.final_status(migration, stop_status)
     before = (migration["status"], migration.get("reason") or "")
-    result = store.finish(params["migration_id"], status, reason=params.get("reason") or None, check_mode=check_mode)
+    result = store.finish(params["migration_id"], status, reason=reason or None, check_mode=check_mode)
     after = result["migration"]
     result["changed"] = (after["status"], after.get("reason") or "") != before
     return result

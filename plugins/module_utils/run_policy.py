@@ -155,7 +155,7 @@ def after_health_check(health, trigger, options, interactive, last_error="", ans
     ``{"ok": bool, "msg": str}``.  ``trigger`` is what ``after_failure`` (or the periodic check) asked for.
     ``answer`` is the operator's reply to a prompt (``c``, ``p``, anything else) when one was asked.
     """
-    sick = ["%s does not answer: %s." % (label, _sentence(result.get("msg") or "no reply"))
+    sick = ["%s does not answer: %s." % (label, sentence(result.get("msg") or "no reply"))
             for label, result in sorted(health.items()) if not result.get("ok")]
     if sick:
         reason = "Systemic failure (%s): %s Fix it, then resume." % (_trigger_text(trigger, consecutive),
@@ -166,12 +166,12 @@ def after_health_check(health, trigger, options, interactive, last_error="", ans
     if trigger == "systemic":
         return Decision("stop", status="aborted", trigger=trigger,
                         reason="Systemic failure: %s. Every database answers, so the cause is elsewhere (disk space, "
-                               "privileges, a client program); fix it, then resume." % _sentence(last_error, 300))
+                               "privileges, a client program); fix it, then resume." % sentence(last_error, 300))
     if trigger == "timeout":
         return Decision("continue", trigger=trigger)
     # consecutive failures while every database answers
     base = "%d consecutive failures while every database answers (the last: %s)" % (
-        consecutive, _sentence(last_error, 300))
+        consecutive, sentence(last_error, 300))
     if not options.get("pause_on_failure"):
         return Decision("stop", status="aborted", trigger=trigger, reason=base + "; aborted (pause_on_failure is off)")
     if not interactive:
@@ -207,6 +207,7 @@ def _trigger_text(trigger, consecutive):
             "start": "before the run"}.get(trigger, trigger or "health check")
 
 
-def _sentence(text, limit=500):
+def sentence(text, limit=500):
+    """``text`` on one line, without its closing full stop, at most ``limit`` characters."""
     text = " ".join(str(text or "").split()).rstrip(". ")
     return text if len(text) <= limit else text[:limit - 3] + "..."

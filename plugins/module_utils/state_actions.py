@@ -44,9 +44,9 @@ def _site(store, params, check_mode):
                              details=params.get("details"), phase_done=params.get("phase_done"),
                              check_mode=check_mode)
     if params["status"] in DONE_STATUSES and not check_mode:
-        # A site that is over is no longer claimed by this run (a claim of another run stays).
+        # A site that is over is no longer claimed by this run, nor by a run that is gone (a live run's claim stays).
         claims = store.claims_view(params["migration_id"])
-        if claims.get(str(result["site_id"]), {}).get("liveness") == "self":
+        if claims.get(str(result["site_id"]), {}).get("liveness") in ("self", "dead"):
             store.release(params["migration_id"], result["site_id"])
     if params["status"] in ("failed", "timeout") and check_mode:
         result["decision"] = run_actions.CHECK_MODE_DECISION
@@ -54,6 +54,7 @@ def _site(store, params, check_mode):
         # The run policy's answer comes with the record, so the role needs no second call to ask it.
         result["decision"] = run_actions.after_site_failure(store, params["migration_id"], result, params["status"],
                                                             params.get("failure_class"))
+        result["decision"] = run_actions.share_decision(store, params["migration_id"], result["decision"])
     return result
 
 
@@ -98,8 +99,11 @@ def _unlock(store, params, check_mode):
 
 
 def _claim(store, params, check_mode):
-    return store.claim(params["migration_id"], params["site_id"], force=params.get("force", False),
-                       check_mode=check_mode)
+    result = store.claim(params["migration_id"], params["site_id"], force=params.get("force", False),
+                         check_mode=check_mode)
+    if params.get("worker") and result["claimed"]:
+        run_actions.check_worker_claim(store, params, result, check_mode)
+    return result
 
 
 def _release(store, params, check_mode):
@@ -170,6 +174,7 @@ def argument_spec():
         details=dict(type="dict"),
         reason=dict(type="str"),
         force=dict(type="bool", default=False),
+        worker=dict(type="bool", default=False),
         awx_job_id=dict(type="str"),
         awx_workflow_job_id=dict(type="str"),
     )

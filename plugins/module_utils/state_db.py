@@ -484,6 +484,14 @@ class DatabaseStateStore(StateStore):
         with self.db.transaction():
             return super().finish(*args, **kwargs)
 
+    def writing(self, migration_id):
+        """One transaction: the state row is read FOR UPDATE in it, so workers of a run write one after the other."""
+        self.migration_dir(migration_id)
+        return self.db.transaction()
+
+    def _checker_alive(self, holder):
+        return self.locks.liveness_of(holder) in (ALIVE, SELF)
+
     def _take_claim(self, migration_id, site_id, force, check_mode):
         return self.locks.claim(migration_id, site_id, force=force, check_mode=check_mode)
 

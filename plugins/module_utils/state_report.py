@@ -108,6 +108,9 @@ def summary(state, paths, state_dir, moment, holder):
         "options": state["options"],
         "network_tables": state["network_tables"],
         "consecutive_failures": state["consecutive_failures"],
+        # Set once the run policy stopped the run: {status, reason, at, by}; no worker claims a new site after it.
+        "stopping": state.get("stopping"),
+        "health_check": state.get("health_check"),
         "counters": counters,
         "progress": progress(state, counters, moment),
         "site_order": list(state["site_order"]),

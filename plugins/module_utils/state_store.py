@@ -38,7 +38,7 @@ from ansible_collections.wfu.multisite.plugins.module_utils.atomic_files import 
 from ansible_collections.wfu.multisite.plugins.module_utils.errors import redact
 from ansible_collections.wfu.multisite.plugins.module_utils.processes import ALIVE, same_process
 from ansible_collections.wfu.multisite.plugins.module_utils.run_lock import (
-    RunLocks, describe_holder, liveness, run_identity)
+    SELF, RunLocks, describe_holder, liveness, run_identity)
 from ansible_collections.wfu.multisite.plugins.module_utils.state_records import (
     DONE_STATUSES, FAILED_STATUSES, FINISH_STATUSES, NETWORK_STATUSES, SCHEMA_VERSION, SITE_UPDATE_STATUSES, BadField,
     apply_step, check_env_name, check_state, format_time, new_record, normalize_network_tables, short_time,
@@ -324,6 +324,7 @@ class StateStore:
             "options": saved_options,
             "network_tables": new_record("pending" if mode else "skipped"),
             "consecutive_failures": 0,
+            "stopping": None,
             "counters": {},
             "resumes": [],
             "site_order": order,
@@ -410,6 +411,9 @@ class StateStore:
         if network_interrupted:
             state["network_tables"].update(status="pending", error="interrupted: still in progress when the run stopped")
         state["consecutive_failures"] = 0
+        # A resume starts afresh: the stop of the run before it and its health check are over.
+        state["stopping"] = None
+        state.pop("health_check", None)
         changed = state != before
         if not check_mode:
             self._tidy(migration_id)
@@ -436,6 +440,11 @@ class StateStore:
 
     def mark_site(self, migration_id, site_id, status, error=None, phase=None, failure_class=None, details=None,
                   phase_done=None, check_mode=False):
+        with self.writing(migration_id):
+            return self._mark_site(migration_id, site_id, status, error, phase, failure_class, details, phase_done,
+                                   check_mode)
+
+    def _mark_site(self, migration_id, site_id, status, error, phase, failure_class, details, phase_done, check_mode):
         if status not in SITE_UPDATE_STATUSES:
             raise StateError("a site's status can be set to %s, not %r" % (", ".join(SITE_UPDATE_STATUSES), status))
         state = self.load_state(migration_id)
@@ -546,6 +555,65 @@ class StateStore:
                 "media": media, "lock": self.locks.view(state["target_env"]),
                 "resume_command": migration["resume_command"],
                 "report": format_report(migration, failed_sites, durations, media)}
+
+    # the run's stop and its health check, shared by every worker of the run
+
+    @contextlib.contextmanager
+    def writing(self, migration_id):
+        """Serialize read-modify-write of one migration's state between the workers of a run (an flock on files)."""
+        directory = self.migration_dir(migration_id)
+        if not os.path.isdir(directory):
+            yield
+            return
+        fd = os.open(os.path.join(directory, ".state.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def record_stop(self, migration_id, status, reason, check_mode=False):
+        """Record that the run is stopping (``status``: aborted, paused or failed; ``reason``): from then on no worker
+        claims a new site, and the sites in flight finish.  The first stop recorded stands; returns it."""
+        with self.writing(migration_id):
+            state = self.load_state(migration_id)
+            if not state.get("stopping"):
+                state["stopping"] = {"status": status, "reason": redact(reason), "at": self.now(), "by": self.me()}
+                if not check_mode:
+                    self.save_state(state)
+            return state["stopping"]
+
+    def begin_health_check(self, migration_id, trigger, check_mode=False):
+        """``run`` when this worker is to run the health check ``trigger`` asks for, ``wait`` when another live worker
+        of the run is running one (its verdict is for every worker), ``stop`` when the run is stopping already."""
+        with self.writing(migration_id):
+            state = self.load_state(migration_id)
+            if state.get("stopping"):
+                return "stop"
+            current = state.get("health_check") or {}
+            if current.get("status") == "running" and self._checker_alive(current.get("by") or {}):
+                return "wait"
+            state["health_check"] = {"status": "running", "trigger": trigger, "started": self.now(), "by": self.me(),
+                                     "decision": None}
+            if not check_mode:
+                self.save_state(state)
+            return "run"
+
+    def end_health_check(self, migration_id, decision, check_mode=False):
+        """Record the verdict of this worker's health check (and the stop it decides) for the waiting workers."""
+        with self.writing(migration_id):
+            state = self.load_state(migration_id)
+            state["health_check"] = dict(state.get("health_check") or {}, status="done", finished=self.now(),
+                                         decision=decision)
+            if decision.get("stop") and not state.get("stopping"):
+                state["stopping"] = {"status": decision.get("status"), "reason": redact(decision.get("reason")),
+                                     "at": self.now(), "by": self.me()}
+            if not check_mode:
+                self.save_state(state)
+            return state.get("stopping")
+
+    def _checker_alive(self, holder):
+        return liveness(holder, self.me()) in (ALIVE, SELF)
 
     # site claims
 

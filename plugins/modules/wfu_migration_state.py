@@ -73,17 +73,23 @@ options:
       - V(plan) returns the sites this run migrates, in order (RV(queue)), from the migration (O(migration), or
         the stored state of O(migration_id)), the run O(options) and this run's O(filters).
       - V(decide) returns the run policy's RV(decision) after a health check (O(health), O(trigger)), with the
-        operator's O(answer) when a prompt was asked.
+        operator's O(answer) when a prompt was asked. Unless the decision is V(ask), it is recorded in the state
+        (C(health_check)) for the workers waiting for it, and a stop is recorded as the run's C(stopping).
       - V(conclude) finishes the migration with the status the run policy gives - O(stop_status) when the run was
-        stopped, else failed, paused or completed from the counters - and O(reason).
-      - With O(status=failed) or O(status=timeout), V(site) also returns the run policy's RV(decision).
+        stopped, else the C(stopping) a worker of the run recorded, else failed, paused or completed from the
+        counters - and O(reason).
+      - With O(status=failed) or O(status=timeout), V(site) also returns the run policy's RV(decision), for the
+        whole run - the counters are the migration's, whichever worker failed. A stop is recorded in the state as
+        C(stopping) (status, reason; the first one stands), after which no worker claims a new site. A health check
+        is run by one worker - the first that asks gets V(check_health); while it runs, the others get
+        V(wait_health) and follow the verdict V(decide) records.
       - V(claim) claims O(site_id) of O(migration_id) for this run, atomically - of any number of runs claiming one
         site at once exactly one wins. RV(claimed) says whether this run holds it; a claim of a live run is refused
         (RV(claim_refused) names it, the task does not fail); one whose run is gone is taken over with
         RV(dead_holder) true (clean the site and redo it). On V(files) a claim is C(<id>/claims/site-<N>.lock),
         judged by pid and host - it holds between processes of one machine only.
       - V(release) releases this run's claim of O(site_id) (a gone run's too; anyone's with O(force)). Recording a
-        site V(completed), V(failed), V(timeout) or V(skipped) releases this run's claim of it.
+        site V(completed), V(failed), V(timeout) or V(skipped) releases this run's claim of it, or a gone run's.
       - V(rollback) records a rollback of O(migration_id) (by C(wfu.multisite.migration_rollback)) - the O(sites)
         put back, O(network_tables) when the network tables were, the O(failed_sites) and the O(error) - in the
         state's C(rollbacks) and in C(logs/rollback.log); each site put back gets C(rolled_back) (the time) in its
@@ -205,14 +211,26 @@ options:
       - O(action=load) - resume even though the migration's recorded holder is alive.
     type: bool
     default: false
+  worker:
+    description:
+      - With O(action=claim), claim for a worker of the run (the env_migrate role's C(sites) entry point) - the
+        claim is kept only while the run still wants the site. It is released again, with RV(claimed) false and
+        RV(skip_reason), once the run is stopping (RV(stopping)) or when the run policy no longer queues the site
+        (completed, skipped, failed with O(options) C(retry_failed) off, left out); a kept claim returns the site's
+        RV(plan).
+    type: bool
+    default: false
   awx_job_id:
     description:
       - The AWX job this run is (C(awx_job_id) of the job's extra variables). Recorded with the holder of a lock
         or a state, and named when another run is refused.
+      - Default, when the task runs on the controller - the job variable C(awx_job_id) (or C(tower_job_id)), which
+        AWX sets on every job, so that every task of a job is the same run.
     type: str
   awx_workflow_job_id:
     description:
-      - The AWX workflow job this run belongs to (C(awx_workflow_job_id)). Recorded like O(awx_job_id).
+      - The AWX workflow job this run belongs to (C(awx_workflow_job_id)). Recorded like O(awx_job_id), and with
+        the same default (C(awx_workflow_job_id) or C(tower_workflow_job_id)).
     type: str
   environments:
     description:
@@ -408,6 +426,14 @@ migration:
     reason:
       description: The reason given at finish.
       type: str
+    stopping:
+      description: The stop the run policy recorded for the run that holds the migration (C(status), C(reason),
+        C(at), C(by)); null while it is not stopping. A resume clears it.
+      type: dict
+    health_check:
+      description: The last health check a worker ran for a failure (C(status) V(running) or V(done), C(trigger),
+        C(started), C(by), C(decision)), or null.
+      type: dict
     started:
       description: When the migration was created (UTC, ISO 8601).
       type: str
@@ -606,8 +632,9 @@ holder:
   type: dict
 decision:
   description:
-    - What the run does next - C(action) (V(continue), V(check_health), V(ask) or V(stop)), C(status) of a stop
-      (aborted, paused), C(trigger), C(reason) and C(stop).
+    - What the run does next - C(action) (V(continue), V(check_health), V(wait_health) - another worker of the
+      run is checking, follow its verdict -, V(ask) or V(stop)), C(status) of a stop (aborted, paused), C(trigger),
+      C(reason) and C(stop).
   returned: site with status failed or timeout, decide
   type: dict
   sample: {"action": "check_health", "trigger": "systemic", "reason": "a systemic failure", "status": null,
@@ -674,6 +701,20 @@ claim_note:
   description: What to do with a site taken over from a gone run.
   returned: claim, when taken over from a gone run
   type: str
+skip_reason:
+  description: Why a worker's claim (O(worker=true)) was not kept - the run is stopping, or the site is done.
+  returned: claim with worker, when not kept
+  type: str
+stopping:
+  description: The stop recorded for the run (C(status), C(reason), C(at), C(by)), when a worker's claim was not
+    kept for it.
+  returned: claim with worker, when the run is stopping
+  type: dict
+plan:
+  description: The plan of the claimed site for its worker - C(queue) (the site), C(limits) (its seconds),
+    C(phases_done) (the parts an earlier attempt did), C(check_before) (empty) and C(options).
+  returned: claim with worker, when kept
+  type: dict
 claims:
   description: The claims of the migration by site id, each its holder with C(liveness).
   returned: status

@@ -148,10 +148,50 @@ def test_a_failed_site_comes_back_with_the_policy_decision(params):
     second = act(params, action="site", migration_id=migration_id, site_id=2, status="failed", failure_class="site",
                  error="table wp_3_posts is corrupt")
     assert (second["decision"]["action"], second["decision"]["trigger"]) == ("check_health", "consecutive")
+    # While that health check runs, another worker's failure waits for its verdict instead of running a second one.
     systemic = act(params, action="site", migration_id=migration_id, site_id=3, status="failed",
                    failure_class="systemic", error="Access denied")
-    assert (systemic["decision"]["action"], systemic["decision"]["trigger"]) == ("check_health", "systemic")
+    assert (systemic["decision"]["action"], systemic["decision"]["trigger"]) == ("wait_health", "systemic")
+    assert act(params, action="status", migration_id=migration_id)["migration"]["health_check"]["status"] == "running"
+    verdict = act(params, action="decide", migration_id=migration_id, trigger="consecutive", interactive=False,
+                  health={"the target database of uat": {"ok": True, "msg": ""}}, last_error="corrupt")
+    assert verdict["decision"]["stop"] is True and verdict["decision"]["status"] == "aborted"
+    seen = act(params, action="status", migration_id=migration_id)["migration"]
+    assert seen["health_check"]["status"] == "done" and seen["health_check"]["decision"]["stop"] is True
+    # The verdict stops the whole run: recorded once, and what every later failure comes back with.
+    assert seen["stopping"]["status"] == "aborted" and "pause_on_failure is off" in seen["stopping"]["reason"]
+    later = act(params, action="site", migration_id=migration_id, site_id=3, status="failed", failure_class="site",
+                error="again")
+    assert later["decision"]["stop"] is True and later["decision"]["reason"] == seen["stopping"]["reason"]
     assert "decision" not in act(params, action="site", migration_id=migration_id, site_id=3, status="completed")
+
+
+def test_a_worker_claims_only_what_the_run_still_wants(params):
+    migration_id = act(params, action="create", source_env="dev", target_env="uat", sites=[1, 2, 3],
+                       options={"site_timeout": 50})["migration_id"]
+    act(params, action="site", migration_id=migration_id, site_id=1, status="in_progress")
+    act(params, action="site", migration_id=migration_id, site_id=1, status="completed")
+    done = act(params, action="claim", worker=True, migration_id=migration_id, site_id=1)
+    assert done["claimed"] is False and "site 1 is completed" in done["skip_reason"]
+    assert act(params, action="status", migration_id=migration_id)["claims"] == {}  # released again
+    kept = act(params, action="claim", worker=True, migration_id=migration_id, site_id=2)
+    assert kept["claimed"] is True and kept["plan"]["queue"] == [2] and kept["plan"]["limits"] == {"2": 50}
+    assert kept["plan"]["options"]["site_timeout"] == 50
+    # Once a stop is recorded, no worker claims a new site; the final status and reason are the stop's.
+    act(params, action="site", migration_id=migration_id, site_id=2, status="failed", failure_class="site",
+        error="corrupt")
+    act(params, action="decide", migration_id=migration_id, trigger="systemic", interactive=False,
+        health={"the target database of uat": {"ok": False, "msg": "Connection refused"}}, last_error="refused")
+    refused = act(params, action="claim", worker=True, migration_id=migration_id, site_id=3)
+    assert refused["claimed"] is False and "is stopping" in refused["skip_reason"]
+    assert refused["stopping"]["status"] == "aborted"
+    assert act(params, action="claim", migration_id=migration_id, site_id=3)["claimed"] is True  # not a worker's
+    concluded = act(params, action="conclude", migration_id=migration_id)["migration"]
+    assert concluded["status"] == "aborted" and "Connection refused" in concluded["reason"]
+    # A resume starts afresh.
+    act(params, action="release", migration_id=migration_id, site_id=3)
+    act(params, action="load", migration_id=migration_id)
+    assert act(params, action="claim", worker=True, migration_id=migration_id, site_id=3)["claimed"] is True
 
 
 def test_validate_refuses_bad_settings_before_anything_exists(params):
