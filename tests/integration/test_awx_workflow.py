@@ -103,15 +103,17 @@ def ok(job):
 
 
 def test_prepare_three_concurrent_slices_and_finish_migrate_every_site_once(workflow):
+    # prepare, the third slice and finish run at -vvv: no password in their events, stdout or artifacts either.
     prepared = ok(run_job(workflow.job("prepare", "wfu.multisite.env_migrate_prepare", workflow_job_id=900,
-                                       extravars={"source_env": "dev", "target_env": "uat"})))
+                                       verbosity=3, extravars={"source_env": "dev", "target_env": "uat"})))
     migration_id = stats_of(prepared)["wfu_migration_id"]
     assert workflow.state()["network_tables"]["status"] == "completed"
     assert workflow.rows("SELECT COUNT(*) FROM wfu_state_locks") == ((0,),)  # the prepare job released its locks
 
     slices = [workflow.job("sites-%d" % number, "wfu.multisite.env_migrate_sites", workflow_job_id=900,
                            inventory=slice_inventory(workflow.sites_inventory, number, 3), streamed=number == 3,
-                           extravars={"wfu_migration_id": migration_id}) for number in (1, 2, 3)]
+                           verbosity=3 if number == 3 else 0, extravars={"wfu_migration_id": migration_id})
+              for number in (1, 2, 3)]
     threads = [start_job(job) for job in slices]
     for thread in threads:
         thread.join(600)
@@ -125,7 +127,7 @@ def test_prepare_three_concurrent_slices_and_finish_migrate_every_site_once(work
         assert migrated_hosts(job) == sorted(slice_inventory(workflow.sites_inventory, number, 3)["_meta"]["hostvars"])
 
     finished = ok(run_job(workflow.job("finish", "wfu.multisite.env_migrate_finish", workflow_job_id=900,
-                                       extravars={"wfu_migration_id": migration_id})))
+                                       verbosity=3, extravars={"wfu_migration_id": migration_id})))
     published = stats_of(finished)
     assert published["wfu_migration_id"] == migration_id and published["wfu_migration_status"] == "completed"
     assert published["wfu_migration_counters"]["completed"] == SITES
@@ -272,3 +274,90 @@ def test_once_the_policy_stops_the_run_no_worker_starts_a_site_and_finish_says_w
     assert stats_of(finish)["wfu_migration_status"] == "aborted"
     assert table_names(workflow.servers["migration"], workflow.setup.migration_db) == STATE_TABLES
     assert workflow.rows("SELECT COUNT(*) FROM wfu_state_claims") == ((0,),)
+
+
+def migration_states(flow):
+    """``{id: state}`` of every migration in the migration database (none before the first job made its tables)."""
+    if "wfu_state_migrations" not in table_names(flow.servers["migration"], flow.setup.migration_db):
+        return {}
+    return {migration_id: json.loads(state) for migration_id, state in
+            flow.rows("SELECT id, state FROM wfu_state_migrations")}
+
+
+def sites_with(state, status):
+    return sorted(int(key) for key, record in state["sites"].items() if record["status"] == status)
+
+
+def wait_for_state(flow, predicate, what, seconds=300):
+    deadline = time.monotonic() + seconds
+    while not predicate(migration_states(flow)):
+        assert time.monotonic() < deadline, "timed out waiting for " + what
+        time.sleep(0.2)
+
+
+def test_single_command_jobs_resume_after_an_outage_and_a_cancel_and_a_third_job_lists_both(tmp_path):
+    """The single-command playbook as AWX job templates, every job in its own private data dir and HOME:
+
+    job A (streamed through transmit | worker --delete | process) aborts by itself when the target stops after two
+    sites; job B, ``resume=latest``, completes it.  Job C starts a new migration and is cancelled in the middle of a
+    site; job D, ``resume=latest``, completes it without any unlock.  Job E, ``migration_list``, shows both."""
+    from tools.mariadb_servers import ServerSet, start_server_again, stop_server
+
+    with ServerSet(("source", "target", "migration")) as servers:
+        flow = Workflow(servers, tmp_path, seed=77)
+        try:
+            setup = flow.setup
+            job_a = flow.job("a", "wfu.multisite.env_migrate", streamed=True, verbosity=3, extravars={
+                "source_env": "dev", "target_env": "uat", "max_consecutive_failures": 2})
+            thread = start_job(job_a)
+            wait_for_state(flow, lambda states: states and len(sites_with(list(states.values())[0], "completed")) >= 2,
+                           "two sites of job A")
+            stop_server(setup.target)
+            thread.join(600)
+            assert job_a.status == "failed", job_a.stdout[-4000:]
+            (first_id, first), = migration_states(flow).items()
+            assert first["status"] == "aborted" and sites_with(first, "pending"), first["status"]
+            assert "Resume with: ansible-playbook wfu.multisite.env_migrate -e resume=%s" % first_id in \
+                " ".join(job_a.stdout.split())
+            start_server_again(setup.target)
+
+            ok(run_job(flow.job("b", "wfu.multisite.env_migrate", extravars={"resume": "latest"})))
+            first = migration_states(flow)[first_id]
+            assert first["status"] == "completed" and sites_with(first, "completed") == list(range(1, SITES + 1))
+            assert flow.site_problems() == []
+
+            # Job C: a new migration; the copy of site 3 waits for a table lock in the source, and the job is
+            # cancelled there (AWX's cancel: the playbook's process group SIGKILLed, no rescue, no always).
+            blocker = connect(setup.source, setup.source_db)
+            try:
+                with blocker.cursor() as cur:
+                    cur.execute("LOCK TABLES wp_3_posts WRITE")
+                job_c = flow.job("c", "wfu.multisite.env_migrate", extravars={"source_env": "dev", "target_env": "uat"})
+                thread = start_job(job_c)
+                wait_for_state(flow, lambda states: any(
+                    migration_id != first_id and 3 in sites_with(state, "in_progress")
+                    for migration_id, state in states.items()), "site 3 of job C in progress")
+                cancel(job_c)
+                thread.join(600)
+            finally:
+                blocker.close()
+            assert job_c.status == "canceled"
+            (second_id,) = set(migration_states(flow)) - {first_id}
+
+            resumed = ok(run_job(flow.job("d", "wfu.multisite.env_migrate", extravars={"resume": "latest"})))
+            second = migration_states(flow)[second_id]
+            assert second["status"] == "completed"
+            assert {key: record["attempts"] for key, record in second["sites"].items()} == {
+                str(site_id): 2 if site_id == 3 else 1 for site_id in range(1, SITES + 1)}
+            assert "Took over lock 'uat'" in " ".join(resumed.stdout.split()), resumed.stdout[-6000:]
+            assert flow.site_problems() == []
+            assert flow.rows("SELECT COUNT(*) FROM wfu_state_locks") == ((0,),)
+            assert flow.rows("SELECT COUNT(*) FROM wfu_state_claims") == ((0,),)
+            assert table_names(servers["migration"], setup.migration_db) == STATE_TABLES
+            assert setup.stray_target_tables() == []
+
+            listed = ok(run_job(flow.job("e", "wfu.multisite.migration_list")))
+            assert first_id in listed.stdout and second_id in listed.stdout, listed.stdout[-4000:]
+            assert flow.no_secret_anywhere() == {}
+        finally:
+            flow.close()
