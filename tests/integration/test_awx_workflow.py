@@ -71,6 +71,16 @@ class Workflow:
         passwords = {server.password for server in (self.setup.source, self.setup.target, self.setup.migration)}
         return {job.name: secrets_in(job, *passwords) for job in self.jobs if secrets_in(job, *passwords)}
 
+    def assert_all_migrated_and_nothing_left(self):
+        """Every site correct in the target; the migration database holds only the state, with no claim or lock;
+        no stray table in the target; no password in any job."""
+        assert self.site_problems() == []
+        assert table_names(self.servers["migration"], self.setup.migration_db) == STATE_TABLES
+        assert self.setup.stray_target_tables() == []
+        assert self.rows("SELECT COUNT(*) FROM wfu_state_claims") == ((0,),)
+        assert self.rows("SELECT COUNT(*) FROM wfu_state_locks") == ((0,),)
+        assert self.no_secret_anywhere() == {}
+
     def close(self):
         for job in self.jobs:
             tear_down(job)
@@ -136,13 +146,8 @@ def test_prepare_three_concurrent_slices_and_finish_migrate_every_site_once(work
     assert state["id"] == migration_id and state["status"] == "completed" and state["stopping"] is None
     assert {key: (record["status"], record["attempts"]) for key, record in state["sites"].items()} == {
         str(site_id): ("completed", 1) for site_id in range(1, SITES + 1)}
-    assert workflow.site_problems() == []
     assert workflow.setup.sites_in_target() == list(range(1, SITES + 1))
-    assert table_names(workflow.servers["migration"], workflow.setup.migration_db) == STATE_TABLES
-    assert workflow.setup.stray_target_tables() == []
-    assert workflow.rows("SELECT COUNT(*) FROM wfu_state_claims") == ((0,),)
-    assert workflow.rows("SELECT COUNT(*) FROM wfu_state_locks") == ((0,),)
-    assert workflow.no_secret_anywhere() == {}
+    workflow.assert_all_migrated_and_nothing_left()
 
 
 def test_a_slice_cancelled_mid_site_is_finished_by_a_resume(workflow):
@@ -205,12 +210,7 @@ def test_a_slice_cancelled_mid_site_is_finished_by_a_resume(workflow):
     assert state["status"] == "completed"
     assert {key: record["attempts"] for key, record in state["sites"].items()} == {
         str(site_id): 2 if site_id in interrupted else 1 for site_id in range(1, SITES + 1)}
-    assert workflow.site_problems() == []
-    assert table_names(workflow.servers["migration"], workflow.setup.migration_db) == STATE_TABLES
-    assert workflow.setup.stray_target_tables() == []
-    assert workflow.rows("SELECT COUNT(*) FROM wfu_state_claims") == ((0,),)
-    assert workflow.rows("SELECT COUNT(*) FROM wfu_state_locks") == ((0,),)
-    assert workflow.no_secret_anywhere() == {}
+    workflow.assert_all_migrated_and_nothing_left()
 
 
 def test_overlapping_workers_attempt_each_site_once_and_a_later_job_finds_nothing_to_do(workflow):
@@ -350,14 +350,8 @@ def test_single_command_jobs_resume_after_an_outage_and_a_cancel_and_a_third_job
             assert {key: record["attempts"] for key, record in second["sites"].items()} == {
                 str(site_id): 2 if site_id == 3 else 1 for site_id in range(1, SITES + 1)}
             assert "Took over lock 'uat'" in " ".join(resumed.stdout.split()), resumed.stdout[-6000:]
-            assert flow.site_problems() == []
-            assert flow.rows("SELECT COUNT(*) FROM wfu_state_locks") == ((0,),)
-            assert flow.rows("SELECT COUNT(*) FROM wfu_state_claims") == ((0,),)
-            assert table_names(servers["migration"], setup.migration_db) == STATE_TABLES
-            assert setup.stray_target_tables() == []
-
             listed = ok(run_job(flow.job("e", "wfu.multisite.migration_list")))
             assert first_id in listed.stdout and second_id in listed.stdout, listed.stdout[-4000:]
-            assert flow.no_secret_anywhere() == {}
+            flow.assert_all_migrated_and_nothing_left()
         finally:
             flow.close()
