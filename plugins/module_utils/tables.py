@@ -21,7 +21,9 @@ from __future__ import annotations
 import re
 
 from ansible_collections.wfu.multisite.plugins.module_utils.db import (
-    ConfigError, qualified, quote_identifier, validate_identifier)
+    ConfigError, pymysql, qualified, quote_identifier, validate_identifier)
+
+UNKNOWN_DATABASE = 1049
 
 MAIN_SITE_ID = 1
 
@@ -193,19 +195,33 @@ def rename_tables(conn, database, moves, to_database=None, within=None):
 
 def list_tables(conn, database):
     """Base tables of a database (views excluded)."""
+    return _tables_of_type(conn, database, "BASE TABLE")
+
+
+def _tables_of_type(conn, database, kind):
+    """The tables of ``database`` whose type is ``kind`` (``BASE TABLE``, ``VIEW``), from ``SHOW FULL TABLES``.
+
+    Not from information_schema.TABLES: asking it for TABLE_TYPE waits for the metadata lock of any table that a
+    pending statement holds exclusively (a swap's RENAME waiting for a locked live table holds its staging
+    tables' locks), while SHOW FULL TABLES reads the type without opening the table, at once.
+    """
     validate_identifier(database, "database name")
     with conn.cursor() as cur:
-        cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
-                    "AND TABLE_TYPE = 'BASE TABLE'", (database,))
-        return sorted(row[0] for row in cur.fetchall())
+        try:
+            cur.execute("SHOW FULL TABLES FROM %s" % quote_identifier(database))
+        except pymysql.err.MySQLError as exc:
+            if exc.args and exc.args[0] == UNKNOWN_DATABASE:
+                return []  # as information_schema answers: a database that is not there has no tables
+            raise
+        return sorted(_text(name) for name, table_type in cur.fetchall() if _text(table_type) == kind)
+
+
+def _text(value):
+    return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 def list_views(conn, database):
-    validate_identifier(database, "database name")
-    with conn.cursor() as cur:
-        cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
-                    "AND TABLE_TYPE = 'VIEW'", (database,))
-        return sorted(row[0] for row in cur.fetchall())
+    return _tables_of_type(conn, database, "VIEW")
 
 
 def table_stats(conn, database, tables):

@@ -128,6 +128,41 @@ def test_a_second_run_of_a_site_waits_for_the_first_and_a_sweep_leaves_it_alone(
     assert tbl.target_leftovers(setup.target_tables(), "wp_") == []
 
 
+def test_listing_tables_does_not_wait_behind_a_swap_that_waits(servers, fresh_db):
+    """A swap's RENAME waiting for a locked live table holds the locks of the other tables it renames; a sweep or a
+    site that lists the database meanwhile answers at once (reading information_schema's TABLE_TYPE would wait)."""
+    database = fresh_db("target")
+    server = servers["target"]
+    query(server, database, "CREATE TABLE wfu_stage__wp_9_posts (id INT PRIMARY KEY)")
+    query(server, database, "CREATE TABLE wp_9_posts (id INT PRIMARY KEY)")
+    query(server, database, "CREATE VIEW wp_9_view AS SELECT id FROM wp_9_posts")
+    holder, swapper, reader = connect(server, database), connect(server, database), connect(server, database)
+    try:
+        with holder.cursor() as cur:
+            cur.execute("LOCK TABLES wp_9_posts WRITE")
+        swap = threading.Thread(target=lambda: swapper.cursor().execute(
+            "RENAME TABLE wfu_stage__wp_9_posts TO wp_9_new, wp_9_posts TO wfu_old__wp_9_posts"), daemon=True)
+        swap.start()
+        for _attempt in range(100):
+            if query(server, None, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE "
+                                   "'RENAME TABLE wfu_stage__wp_9_posts%%'")[0][0]:
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)
+        with reader.cursor() as cur:
+            cur.execute("SET SESSION max_statement_time = 5")
+        assert tbl.list_tables(reader, database) == ["wfu_stage__wp_9_posts", "wp_9_posts"]
+        assert tbl.list_views(reader, database) == ["wp_9_view"]
+        assert swap.is_alive()
+    finally:
+        with holder.cursor() as cur:
+            cur.execute("UNLOCK TABLES")
+        swap.join(30)
+        for conn in (holder, swapper, reader):
+            conn.close()
+    assert tbl.list_tables(connect(server, None), "no_such_database_here") == []
+
+
 def test_a_failed_run_leaves_its_leftovers_to_a_run_that_took_the_site_meanwhile(setup, monkeypatch):
     """Between a failure and its cleanup the site's locks are free (the call's connections are gone): when another
     run takes the site then, the work tables under the site's names are that run's, and the cleanup keeps off."""
