@@ -64,12 +64,32 @@ def create_database(server, name=None, prefix="t"):
 
 @contextlib.contextmanager
 def frozen(server):
-    """The server's mariadbd is stopped (SIGSTOP) inside the block: it accepts connections and never answers."""
+    """The server's mariadbd is stopped (SIGSTOP) inside the block: it accepts connections and never answers.
+
+    The block starts once every thread of the server is stopped: the signal takes effect a moment after kill()
+    returns, and a server that still runs in that moment answers the next statement.
+    """
     os.kill(server.pid, signal.SIGSTOP)
     try:
+        _wait_until_stopped(server.pid)
         yield server
     finally:
         os.kill(server.pid, signal.SIGCONT)
+
+
+def _wait_until_stopped(pid, wait=10):
+    deadline = time.monotonic() + wait
+    while True:
+        states = []
+        for task in os.listdir("/proc/%d/task" % pid):
+            with contextlib.suppress(OSError), open("/proc/%d/task/%s/stat" % (pid, task)) as stat:
+                # The state follows the command name, which is in parentheses and may hold spaces.
+                states.append(stat.read().rpartition(")")[2].split()[0])
+        if states and all(state in ("T", "t") for state in states):
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError("mariadbd %d is not stopped %d s after SIGSTOP: %s" % (pid, wait, states))
+        time.sleep(0.005)
 
 
 def drop_database(server, name):

@@ -95,6 +95,77 @@ def test_a_hung_server_ends_the_site_in_time_as_systemic_naming_the_database(pri
     assert tbl.target_leftovers(setup.target_tables(), setup.target_prefix) == []
 
 
+class _FreezingAfterTheLimit:
+    """A connection whose server is frozen as soon as the swap's time limit (the statement before the RENAME) is
+    answered: the RENAME then waits in the server's socket until the call has given up."""
+
+    def __init__(self, conn, freeze):
+        self._conn, self._freeze = conn, freeze
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+    @contextlib.contextmanager
+    def cursor(self):
+        with self._conn.cursor() as cur:
+            execute = cur.execute
+
+            def execute_then_freeze(statement, args=None):
+                result = execute(statement, args)
+                if statement.startswith("SET @wfu_not_after"):
+                    self._freeze()
+                return result
+
+            cur.execute = execute_then_freeze
+            yield cur
+
+
+def test_a_swap_the_server_reads_after_the_call_gave_up_is_not_run(private, monkeypatch):
+    """The target hangs between the swap's two statements; it wakes up after the call ended: the RENAME waiting in
+    its socket must not run, or the target would change after the site was recorded failed and cleaned."""
+    setup = private
+    before = setup.target_fingerprint()
+    hold = []
+
+    def freeze():
+        hold.append(frozen(setup.target_server))
+        hold[-1].__enter__()
+
+    real = tbl.rename_tables
+    monkeypatch.setattr(tbl, "rename_tables", lambda conn, *args, **kwargs: real(
+        _FreezingAfterTheLimit(conn, freeze), *args, **kwargs))
+    try:
+        with pytest.raises(MigrationError) as raised:
+            setup.site(2).run(timeout=SITE_TIMEOUT)
+    finally:
+        for block in hold:
+            block.__exit__(None, None, None)
+    assert hold, "the swap was never reached"
+    assert (raised.value.failure_class, raised.value.reason) == ("systemic", "server_not_answering"), str(raised.value)
+    monkeypatch.undo()
+    # The server now reads what waited in its socket; give it the time to run it, had it been allowed to.
+    assert not statements_running(setup.target_server, ("EXECUTE IMMEDIATE", "RENAME TABLE"), wait=10)
+    live = [t for t in setup.target_tables() if not tbl.target_leftovers([t], setup.target_prefix)]
+    assert setup.target_fingerprint(live) == before
+    result = setup.site(2).run(timeout=120)
+    assert result["tables"] == setup.expected_target_tables(2)
+    assert tbl.target_leftovers(setup.target_tables(), setup.target_prefix) == []
+
+
+def statements_running(server, starts, wait):
+    """The statements starting with one of ``starts`` that still run on ``server`` after at least one second, and
+    once none is left or ``wait`` seconds have passed."""
+    time.sleep(1)
+    deadline = time.monotonic() + wait
+    while True:
+        with contextlib.closing(server.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SELECT INFO FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND INFO IS NOT NULL")
+            found = [row[0] for row in cur.fetchall() if row[0].startswith(starts)]
+        if not found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.1)
+
+
 # Runs until killed: unlike SLEEP(), BENCHMARK() does not stop when its client goes away.
 SLOW_STATEMENT = "SELECT /* wfu-slow-statement */ BENCHMARK(100000000000, SHA2('wfu', 512))"
 
