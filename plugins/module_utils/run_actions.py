@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 from ansible_collections.wfu.multisite.plugins.module_utils import run_policy
+from ansible_collections.wfu.multisite.plugins.module_utils.atomic_files import StateError
 from ansible_collections.wfu.multisite.plugins.module_utils.db import ConfigError, resolve
 from ansible_collections.wfu.multisite.plugins.module_utils.run_options import (
     RUN_FILTERS, check_run, effective_options, media_wanted, normalize_options)
@@ -34,6 +36,7 @@ ARGUMENT_SPEC = dict(
     answer=dict(type="str"),
     interactive=dict(type="bool"),
     stop_status=dict(type="str", choices=["aborted", "paused", "failed"]),
+    conclude_wait=dict(type="int", default=60),
 )
 
 REQUIRED_IF = [
@@ -206,7 +209,26 @@ def decide(store, params, check_mode=False):
 
 
 def conclude(store, params, check_mode=False):
-    """Finish the migration with the status the policy gives (the stop's, else from the counters)."""
+    """Finish the migration with the status the policy gives (the stop's, else from the counters).
+
+    Not while another run still works on it (a site claimed by a live run, another live slice of the same AWX
+    workflow job): after waiting up to ``conclude_wait`` seconds for them, it refuses and changes nothing.
+    """
+    wait = params.get("conclude_wait")
+    wait = 60 if wait is None else wait
+    if wait < 0:
+        raise ConfigError("conclude_wait must be 0 or more seconds, got %d" % wait)
+    wait_until = time.monotonic() + wait
+    while not check_mode:
+        busy = store.live_workers(params["migration_id"])
+        if not busy:
+            break
+        if time.monotonic() >= wait_until:
+            raise StateError("migration %s cannot be closed yet: %s. Nothing was closed and its lock stays. Run "
+                             "wfu.multisite.env_migrate_finish again once every job working on it has ended (or "
+                             "stop them; what they hold goes with them)."
+                             % (params["migration_id"], "; ".join(busy)), busy=busy)
+        time.sleep(1)
     migration = store.status(params["migration_id"])["migration"]
     # A stop the run policy recorded for the run (any worker's) stands when the task names none.
     stopping = migration.get("stopping") or {}

@@ -501,6 +501,14 @@ class DatabaseStateStore(StateStore):
     def claims_view(self, migration_id):
         return self.locks.claims(migration_id)
 
+    def live_workers(self, migration_id):
+        """The claims of other live runs, and the other live jobs that share the migration's run lock (slices)."""
+        busy = super().live_workers(migration_id)
+        target_env = self.load_state(migration_id)["target_env"]
+        for holder in self.locks.live_sharers(target_env, migration_id):
+            busy.append("%s, which shares the run lock of %s, still runs" % (describe_holder(holder), target_env))
+        return busy
+
     def check_reachable(self):
         """validate: the state database answers and its tables (if any) are ours."""
         self.db.ready(create=False)
@@ -529,12 +537,50 @@ class DatabaseRunLocks:
         return identity_is_alive(holder) if verdict is None else verdict
 
     def _verdict(self, row_holder, share_workflow):
+        return self._judge(row_holder, share_workflow)[0]
+
+    def _judge(self, row_holder, share_workflow):
+        """(liveness, the holder to name) of a row.
+
+        A run lock (``share_workflow``) is shared by the jobs of one AWX workflow job (the slices of a sliced job):
+        the first takes the row, the others are listed in it as ``sharers``.  It is alive while any of them lives,
+        and named after one that does, though the job that wrote the row is gone.
+        """
         verdict = self.liveness_of(row_holder)
+        shown = row_holder
+        if share_workflow and verdict == DEAD:
+            for sharer in row_holder.get("sharers") or ():
+                sharer_verdict = self.liveness_of(sharer)
+                if sharer_verdict != DEAD:
+                    verdict = sharer_verdict
+                    shown = dict(row_holder, **{key: value for key, value in sharer.items() if key != "started"})
+                    break
         mine = self.me().get("awx_workflow_job_id")
-        if (share_workflow and verdict == ALIVE and mine
-                and row_holder.get("awx_workflow_job_id") == mine):
-            return SELF
-        return verdict
+        if share_workflow and verdict == ALIVE and mine and row_holder.get("awx_workflow_job_id") == mine:
+            return SELF, shown
+        return verdict, shown
+
+    def _share(self, name):
+        """List this run among the sharers of run lock ``name`` (held by another job of its AWX workflow job)."""
+        found = self.db.rows("SELECT token, holder FROM %s WHERE name = %%s FOR UPDATE" % self.db.table(LOCKS), (name,))
+        me = self.me()
+        if not found or found[0][0] == me["run_token"]:
+            return
+        holder = json.loads(found[0][1])
+        sharers = [sharer for sharer in holder.get("sharers") or () if sharer.get("run_token") != me["run_token"]]
+        # The dead ones are left out: the list only grows with the jobs of the workflow that are alive.
+        sharers = [sharer for sharer in sharers if self.liveness_of(sharer) != DEAD]
+        holder["sharers"] = sharers + [dict(me, started=format_time(self.clock()))]
+        self.db.execute("UPDATE %s SET holder = %%s WHERE name = %%s" % self.db.table(LOCKS), (json.dumps(holder), name))
+
+    def live_sharers(self, name, migration_id):
+        """The jobs other than this one that hold run lock ``name`` for ``migration_id`` and still run."""
+        lock = self.read(name)
+        if lock is None or lock.get("migration_id") not in (None, migration_id):
+            return []
+        me = self.me()["run_token"]
+        return [holder for holder in [lock] + list(lock.get("sharers") or ())
+                if holder.get("run_token") != me and self.liveness_of(holder) == ALIVE]
 
     def _start_keeper(self):
         self.db.ready(create=True)
@@ -550,7 +596,10 @@ class DatabaseRunLocks:
 
     def view(self, name):
         lock = self.read(name)
-        return None if lock is None else dict(lock, liveness=self._verdict(lock, True))
+        if lock is None:
+            return None
+        verdict, shown = self._judge(lock, True)
+        return dict(lock, **dict(shown, liveness=verdict))
 
     def _take(self, table, where, key, row_holder, share_workflow, force, check_mode, describe):
         """Take the row ``key`` of ``table`` for this run; returns (outcome, previous row's holder with liveness).
@@ -574,8 +623,7 @@ class DatabaseRunLocks:
             found = self.db.rows("SELECT holder FROM %s WHERE %s FOR UPDATE" % (self.db.table(table), condition), key)
         if not found:
             return "new", None
-        current = json.loads(found[0][0])
-        verdict = self._verdict(current, share_workflow)
+        verdict, current = self._judge(json.loads(found[0][0]), share_workflow)
         current = dict(current, liveness=verdict)
         if verdict == SELF:
             return "held", current
@@ -602,8 +650,10 @@ class DatabaseRunLocks:
             outcome, current = self._take(LOCKS, ("name",), (name,), holder, True, force, check_mode,
                                           "lock '%s'" % name)
             if outcome == "refused":
-                raise self._held_error(name, dict(self.read(name) or {}, liveness=current["liveness"]))
+                raise self._held_error(name, dict(self.read(name) or {}, **current))
             if outcome == "held":
+                if not check_mode:
+                    self._share(name)
                 held = self.read(name) or {}
                 result["already_held"] = True
                 if migration_id and held.get("migration_id") != migration_id:

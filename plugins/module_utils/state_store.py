@@ -668,6 +668,12 @@ class StateStore:
                     out[name[5:-5]] = claims.view(name[:-5])
         return out
 
+    def live_workers(self, migration_id):
+        """What other live runs are doing on this migration, one line each (empty when nothing)."""
+        return ["site %s is being migrated by %s" % (site_id, describe_holder(claim))
+                for site_id, claim in sorted(self.claims_view(migration_id).items(), key=lambda item: int(item[0]))
+                if claim and claim.get("liveness") == ALIVE]
+
     def check_reachable(self):
         """validate: nothing to reach for files (the directory is made when first written)."""
 

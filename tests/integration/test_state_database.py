@@ -205,6 +205,52 @@ def test_a_killed_holder_needs_no_unlock_and_a_live_one_is_named(runs, servers, 
     assert [(name, json.loads(held)["pid"]) for name, held in locks] == [("uat", other.pid)]
 
 
+def test_a_run_lock_stays_with_the_workflow_while_any_of_its_slices_lives(runs, servers, state_db):
+    """Slices of one sliced job share the run lock; the slice whose row it is dies: the lock stays the workflow's
+    while another slice lives (another job is refused, naming that slice), and the finish job of the workflow
+    waits for the live slice before it closes the migration and releases the lock."""
+    first = runs("slice-1", awx_job_id="201", awx_workflow_job_id="200", state_lease_seconds=3600)
+    second = runs("slice-2", awx_job_id="202", awx_workflow_job_id="200", state_lease_seconds=3600)
+    migration_id = first.do(action="create", source_env="dev", target_env="uat", sites=[1, 2])["migration_id"]
+    assert first.do(action="lock", target_env="uat", migration_id=migration_id)["changed"] is True
+    assert second.do(action="lock", target_env="uat", migration_id=migration_id)["already_held"] is True
+    assert second.do(action="claim", migration_id=migration_id, site_id=2)["claimed"] is True
+    second.do(action="site", migration_id=migration_id, site_id=2, status="in_progress")
+    first.send(action="sleep")
+    first.kill_group()
+    # The row still names the first slice, which is gone; the lock is the second's now.
+    other = runs("another-job", awx_job_id="301", awx_workflow_job_id="300")
+    seen = {}
+
+    def second_named():
+        seen.update(other.do(action="status", migration_id=migration_id)["lock"])
+        return seen["pid"] == second.pid
+
+    wait_until(second_named, "the lock to be seen as the live slice's", detail=lambda: seen)
+    assert seen["liveness"] == "alive" and seen["awx_job_id"] == "202"
+    refused = other.do(action="lock", target_env="uat")
+    assert refused.get("failed") is True, refused
+    assert "pid %d" % second.pid in refused["msg"] and "AWX job 202" in refused["msg"]
+
+    finish = runs("finish", awx_job_id="203", awx_workflow_job_id="200")
+    early = finish.do(action="conclude", migration_id=migration_id, conclude_wait=0)
+    assert early.get("failed") is True, early
+    assert "site 2 is being migrated by pid %d" % second.pid in early["msg"]
+    assert "pid %d on host" % second.pid in early["msg"].split("; ")[1]
+    assert "shares the run lock of uat, still runs" in early["msg"]
+    assert other.do(action="status", migration_id=migration_id)["migration"]["status"] == "running"
+    assert [name for name, in rows(servers, state_db, "SELECT name FROM wfu_state_locks")] == ["uat"]
+
+    finish.send(action="conclude", migration_id=migration_id, conclude_wait=60)
+    time.sleep(2)
+    second.send(action="sleep")
+    second.kill_group()
+    closed = finish.answer()
+    assert not closed.get("failed"), closed
+    assert closed["lock_released"] is True and closed["migration"]["status"] != "running"
+    assert other.do(action="lock", target_env="uat")["changed"] is True
+
+
 def test_a_holder_whose_lease_ran_out_is_gone_though_its_connection_stays(runs, servers, state_db):
     holder = runs("vanished", state_lease_seconds=5)
     assert holder.do(action="lock", target_env="uat")["changed"] is True
