@@ -91,6 +91,7 @@ class Job:
     verbosity: int = 0
     forks: int | None = None
     limit: str | None = None
+    check: bool = False
     cancel_requested: threading.Event = dataclasses.field(default_factory=threading.Event, repr=False)
     status: str | None = None
     rc: int | None = None
@@ -230,7 +231,7 @@ def _write_inventory(directory, inventory):
 # -- jobs ------------------------------------------------------------------------------------------------------------
 
 def new_job(root, name, playbook, *, extravars=None, inventory=None, credentials=(), envvars=None,
-            workflow_job_id=None, streamed=False, verbosity=0, forks=None, limit=None, job_timeout=600):
+            workflow_job_id=None, streamed=False, verbosity=0, forks=None, limit=None, job_timeout=600, check=False):
     """Lay out a job's private data directory ``<root>/<name>`` and return its Job (not run yet).
 
     ``playbook`` is a collection playbook's FQCN (``wfu.multisite.migration_list``, imported by the job's
@@ -242,7 +243,7 @@ def new_job(root, name, playbook, *, extravars=None, inventory=None, credentials
     run_dir = private_data_dir + "-worker" if streamed else private_data_dir
     job = Job(name=name, private_data_dir=private_data_dir, run_dir=run_dir, ident=name,
               job_id=os.getpid() * 1000 + next(_job_numbers), streamed=streamed, verbosity=verbosity, forks=forks,
-              limit=limit)
+              limit=limit, check=check)
     for part in ("project", "inventory", "env", "home"):
         os.makedirs(os.path.join(private_data_dir, part))
     if "\n" not in playbook and playbook.count(".") >= 2:
@@ -290,6 +291,8 @@ def run_job(job):
 
             ansible_runner.run(private_data_dir=job.private_data_dir, playbook=PLAYBOOK, ident=job.ident,
                                verbosity=job.verbosity or None, forks=job.forks, limit=job.limit, quiet=True,
+                               # a job template of job type "check"
+                               cmdline="--check" if job.check else None,
                                cancel_callback=job.cancel_requested.is_set)
     finally:
         job.leftover_processes = tear_down(job)

@@ -15,7 +15,7 @@ import pytest
 
 from awx_jobs import VENV_BIN, cancel, exported_inventory, new_job, run_job, secrets_in, slice_inventory, start_job, \
     tear_down
-from helpers import connect, query, table_names
+from helpers import connect, fingerprint, query, table_names
 from role_helpers import SOURCE_URL, MigrationSetup
 from tools.wpnetwork import NetworkSpec
 
@@ -355,3 +355,35 @@ def test_single_command_jobs_resume_after_an_outage_and_a_cancel_and_a_third_job
             flow.assert_all_migrated_and_nothing_left()
         finally:
             flow.close()
+
+
+def test_the_workflow_in_check_mode_changes_nothing(workflow):
+    """Job templates of job type "check": Prepare before anything exists, then Sites and Finish of a prepared
+    migration, each with --check: no state written, no table or row changed anywhere, nothing locked or claimed."""
+    setup = workflow.setup
+
+    def databases():
+        return {server: fingerprint(workflow.servers[server], database)
+                for server, database in (("target", setup.target_db), ("migration", setup.migration_db))}
+
+    before = databases()
+    ok(run_job(workflow.job("prepare-check", "wfu.multisite.env_migrate_prepare", workflow_job_id=910, check=True,
+                            extravars={"source_env": "dev", "target_env": "uat"})))
+    assert databases() == before  # not even the state's tables
+
+    prepared = ok(run_job(workflow.job("prepare", "wfu.multisite.env_migrate_prepare", workflow_job_id=911,
+                                       extravars={"source_env": "dev", "target_env": "uat"})))
+    migration_id = stats_of(prepared)["wfu_migration_id"]
+    state, before = workflow.state(), databases()
+    checked = ok(run_job(workflow.job("sites-check", "wfu.multisite.env_migrate_sites", workflow_job_id=911,
+                                      check=True, inventory=workflow.sites_inventory,
+                                      extravars={"wfu_migration_id": migration_id})))
+    ok(run_job(workflow.job("finish-check", "wfu.multisite.env_migrate_finish", workflow_job_id=911, check=True,
+                            extravars={"wfu_migration_id": migration_id})))
+    assert databases() == before
+    assert workflow.state() == state
+    assert setup.sites_in_target() == []
+    # Each worker looked at its site and said what it would do, the site untouched.
+    assert migrated_hosts(checked) == []
+    for site_id in range(1, SITES + 1):
+        assert "Check mode: nothing was changed. Site %d would be migrated by this worker" % site_id in checked.stdout
