@@ -90,6 +90,10 @@ SERVER = "server"
 PYTHON = "python"
 # Per-session scratch table of the no-key path; a temporary table shadows any real table of that name.
 VALUE_MAP = "wfu_replace_value_map"
+# Per-session scratch table of the keyed path: the new values of a batch, written to the table by one UPDATE ... JOIN.
+NEW_VALUES = "wfu_replace_new_values"
+# Rows of new values per INSERT into it (PyMySQL also splits a statement at about 1 MB).
+NEW_VALUES_ROWS = 500
 # Seconds between two looks at a table whose rows are still arriving (``arriving``).
 FOLLOW_POLL = 0.05
 
@@ -278,6 +282,7 @@ class _TableReplacer:
         self.dry_run = dry_run
         self.batch_rows = batch_rows
         self.column = None
+        self._scratch = None  # (column, key) the scratch table of new values was made for
 
     def run(self):
         started = time.monotonic()
@@ -525,9 +530,33 @@ class _TableReplacer:
                     updates.append((replaced,) + tuple(row[:width]))
             if self.dry_run or not updates:
                 return len(updates)
-            cur.executemany("UPDATE %s SET %s = %%s WHERE %s" % (
-                self.name, quoted, " AND ".join("%s = %%s" % quote_identifier(k) for k in key)), updates)
-            return cur.rowcount
+            return self._write_back(cur, quoted, key, updates)
+
+    def _write_back(self, cur, quoted, key, updates):
+        """Write ``[(new value, key...)]``: into the session's scratch table (a few multi-row INSERTs), then into the
+        table by one ``UPDATE ... JOIN`` on the key, instead of one UPDATE and one round trip per row."""
+        names = [quote_identifier(k) for k in key]
+        scratch = quote_identifier(NEW_VALUES)
+        if self._scratch != (quoted, tuple(key)):
+            # The key's and the column's types as the table has them (CREATE ... SELECT copies them, charset and
+            # collation included); a temporary table goes with the connection, whatever happens.
+            cur.execute("DROP TEMPORARY TABLE IF EXISTS %s" % scratch)
+            # No index of its own: a batch is small, and the JOIN looks each of its rows up by the table's key.
+            cur.execute("CREATE TEMPORARY TABLE %s SELECT %s, %s FROM %s LIMIT 0"
+                        % (scratch, ", ".join(names), quoted, self.name))
+            self._scratch = (quoted, tuple(key))
+        else:
+            cur.execute("DELETE FROM %s" % scratch)
+        insert = "INSERT INTO %s (%s, %s) VALUES (%s)" % (scratch, quoted, ", ".join(names),
+                                                          ", ".join(["%s"] * (len(key) + 1)))
+        for start in range(0, len(updates), NEW_VALUES_ROWS):
+            cur.executemany(insert, updates[start:start + NEW_VALUES_ROWS])
+        cur.execute("UPDATE %s AS t JOIN %s AS n ON %s SET t.%s = n.%s" % (
+            self.name, scratch, " AND ".join("t.%s = n.%s" % (name, name) for name in names), quoted, quoted))
+        changed = cur.rowcount
+        if cur.warning_count:
+            _raise_warnings(cur)
+        return changed
 
     # -- tables without a usable key: one distinct value at a time ---------------------------
 
