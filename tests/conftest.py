@@ -33,6 +33,14 @@ def servers():
         server_set.stop()
 
 
+@pytest.fixture(scope="module")
+def outage_servers():
+    """Three servers of the test module's own (source, target, migration), for tests that stop, start or freeze
+    them: the session's servers stay up for everyone else."""
+    with ServerSet(("source", "target", "migration")) as server_set:
+        yield server_set
+
+
 @pytest.fixture
 def fresh_db(servers, request):
     """Factory: ``fresh_db('source')`` creates an empty, uniquely named database and returns its name.

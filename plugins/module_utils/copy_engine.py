@@ -48,7 +48,7 @@ import time
 
 from ansible_collections.wfu.multisite.plugins.module_utils import tables as tbl
 from ansible_collections.wfu.multisite.plugins.module_utils.db import (
-    ConfigError, pymysql, qualified, quote_identifier, validate_identifier)
+    ConfigError, as_text, pymysql, qualified, quote_identifier, validate_identifier)
 from ansible_collections.wfu.multisite.plugins.module_utils.deadline import Deadline
 from ansible_collections.wfu.multisite.plugins.module_utils.processes import die_with_parent
 from ansible_collections.wfu.multisite.plugins.module_utils.errors import (
@@ -445,13 +445,13 @@ def _collations_to_replace(source_conn, source, tables, dest, deadline, dest_con
                     "FROM information_schema.TABLES WHERE TABLE_SCHEMA = %%s AND TABLE_NAME IN (%s) "
                     "AND TABLE_COLLATION IN (%s)" % (table_marks, marks, table_marks, marks),
                     [source_db] + tables + names + [source_db] + tables + names)
-        used = {_text(row[0]) for row in cur.fetchall()}
+        used = {as_text(row[0]) for row in cur.fetchall()}
     if not used:
         return {}
     with _connection(dest, dest_conn, deadline) as conn, conn.cursor() as cur:
         cur.execute("SELECT COLLATION_NAME FROM information_schema.COLLATIONS WHERE COLLATION_NAME IN (%s)"
                     % ", ".join(["%s"] * len(used)), sorted(used))
-        known = {_text(row[0]) for row in cur.fetchall()}
+        known = {as_text(row[0]) for row in cur.fetchall()}
     return {name: MYSQL_ONLY_COLLATIONS[name] for name in sorted(used - known)}
 
 
@@ -693,7 +693,7 @@ def _copyable_columns(cur, database, table):
     cur.execute("SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
                 "AND TABLE_NAME = %s AND COALESCE(GENERATION_EXPRESSION, '') = '' ORDER BY ORDINAL_POSITION",
                 (database, table))
-    return [(_text(column), _text(kind).lower()) for column, kind in cur.fetchall()]
+    return [(as_text(column), as_text(kind).lower()) for column, kind in cur.fetchall()]
 
 
 # -- no client tools: stream through PyMySQL -------------------------------------------------------------------------
@@ -850,7 +850,3 @@ def _write_gzip(stream, path, deadline):
                     raise deadline.failure()
         raw.flush()
         os.fsync(raw.fileno())
-
-
-def _text(value):
-    return value.decode("utf-8") if isinstance(value, bytes) else value

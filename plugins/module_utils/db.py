@@ -93,6 +93,11 @@ def qualified(database, table):
     return quote_identifier(database) + "." + quote_identifier(table)
 
 
+def as_text(value):
+    """A name or type as the server sent it: PyMySQL gives ``bytes`` for some information_schema and SHOW columns."""
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
 def _read_option_file(path):
     parser = configparser.ConfigParser(allow_no_value=True, interpolation=None, strict=False)
     path = os.path.expanduser(path)

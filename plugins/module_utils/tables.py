@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 
 from ansible_collections.wfu.multisite.plugins.module_utils.db import (
-    ConfigError, pymysql, qualified, quote_identifier, validate_identifier)
+    ConfigError, as_text, pymysql, qualified, quote_identifier, validate_identifier)
 
 UNKNOWN_DATABASE = 1049
 
@@ -213,11 +213,7 @@ def _tables_of_type(conn, database, kind):
             if exc.args and exc.args[0] == UNKNOWN_DATABASE:
                 return []  # as information_schema answers: a database that is not there has no tables
             raise
-        return sorted(_text(name) for name, table_type in cur.fetchall() if _text(table_type) == kind)
-
-
-def _text(value):
-    return value.decode("utf-8") if isinstance(value, bytes) else value
+        return sorted(as_text(name) for name, table_type in cur.fetchall() if as_text(table_type) == kind)
 
 
 def list_views(conn, database):

@@ -10,20 +10,13 @@ it stops one.
 
 import re
 
-import pytest
 from role_helpers import SOURCE_URL, MigrationSetup, output_of, sites_with_status, wait_for
 
-from tools.mariadb_servers import ServerSet, start_server_again, stop_server
+from tools.mariadb_servers import start_server_again, stop_server
 from tools.wpnetwork import NetworkSpec
 
 SITES = 16
 PARALLEL = 4
-
-
-@pytest.fixture(scope="module")
-def outage_servers():
-    with ServerSet(("source", "target", "migration")) as servers:
-        yield servers
 
 
 def test_parallel_run_stops_itself_on_a_target_outage_and_the_resume_completes(outage_servers, tmp_path):

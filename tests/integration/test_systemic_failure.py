@@ -10,22 +10,15 @@ import contextlib
 import re
 import time
 
-import pytest
 from helpers import connect, frozen
 from role_helpers import SOURCE_URL, MigrationSetup, output_of, sites_with_status, wait_for
 
-from tools.mariadb_servers import ServerSet, start_server_again, stop_server
+from tools.mariadb_servers import start_server_again, stop_server
 from tools.wpnetwork import NetworkSpec
 
 SITES = 8
 MAX_CONSECUTIVE_FAILURES = 3
 SITE_TIMEOUT = 20
-
-
-@pytest.fixture(scope="module")
-def outage_servers():
-    with ServerSet(("source", "target", "migration")) as servers:
-        yield servers
 
 
 def network(seed):
