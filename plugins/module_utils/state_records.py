@@ -60,8 +60,18 @@ def format_time(moment):
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (moment.microsecond // 1000)
 
 
+_TIME_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{1,6})Z\Z")
+
+
 def parse_time(text):
-    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+    """The moment ``format_time`` wrote (ValueError for anything else).  Not ``strptime``: every Ansible task runs
+    in a fresh worker process, and strptime's first call there imports and compiles its patterns (2 ms a task)."""
+    found = _TIME_RE.match(text) if isinstance(text, str) else None
+    if found is None:
+        raise ValueError("time data %r is not of the form 2026-11-24T02:52:54.990Z" % (text,))
+    year, month, day, hour, minute, second = (int(part) for part in found.groups()[:6])
+    return datetime.datetime(year, month, day, hour, minute, second, int(found[7].ljust(6, "0")),
+                             tzinfo=datetime.timezone.utc)
 
 
 def seconds_between(start_text, end_text):
