@@ -77,9 +77,9 @@ options:
         (C(health_check)) for the workers waiting for it, and a stop is recorded as the run's C(stopping).
       - V(conclude) finishes the migration with the status the run policy gives - O(stop_status) when the run was
         stopped, else the C(stopping) a worker of the run recorded, else failed, paused or completed from the
-        counters - and O(reason). Not while another run still works on it - a site claimed by a live run, or
-        another live job of this run's AWX workflow job (a slice): it waits up to O(conclude_wait) seconds for them
-        to end, then fails naming them, and nothing is closed or released.
+        counters - and O(reason). Not while another run still works on it (a site claimed by a live run, or
+        another live job that shares the run lock, such as a slice); it waits up to O(conclude_wait) seconds for
+        them to end, then fails naming them, and nothing is closed or released.
       - With O(status=failed) or O(status=timeout), V(site) also returns the run policy's RV(decision), for the
         whole run - the counters are the migration's, whichever worker failed. A stop is recorded in the state as
         C(stopping) (status, reason; the first one stands), after which no worker claims a new site. A health check
