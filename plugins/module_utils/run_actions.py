@@ -176,10 +176,12 @@ def check_worker_claim(store, params, result, check_mode=False):
         status = next((name for name, ids in migration["sites_by_status"].items() if site_id in ids), "unknown")
         reason = "site %d is %s in migration %s: nothing to do for it" % (site_id, status, migration_id)
     else:
+        # The periodic checks of the single-command loop, counted over the migration: one worker runs each.
+        periodic = store.take_periodic_check(migration_id, options, check_mode=check_mode)
         result["plan"] = {"queue": [site_id], "limits": {str(site_id): planned["limits"][str(site_id)]},
                           "phases_done": {key: value for key, value in planned["phases_done"].items()
                                           if key == str(site_id)},
-                          "check_before": [], "options": options}
+                          "check_before": [site_id] if periodic else [], "options": options}
         return result
     if result["changed"] and not check_mode:
         store.release(migration_id, site_id)

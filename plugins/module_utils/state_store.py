@@ -55,6 +55,11 @@ def _no_next_step(_path):
     return ""
 
 
+def _ended_sites(state):
+    counters = count_sites(state)
+    return counters["completed"] + counters["failed"] + counters["timeout"]
+
+
 def index_entry(state):
     return {key: state.get(key) for key in ("id", "source_env", "target_env", "status", "started", "updated")}
 
@@ -414,6 +419,8 @@ class StateStore:
         # A resume starts afresh: the stop of the run before it and its health check are over.
         state["stopping"] = None
         state.pop("health_check", None)
+        # Periodic checks count the sites this run ends, from here.
+        state["periodic_check_at"] = _ended_sites(state)
         changed = state != before
         if not check_mode:
             self._tidy(migration_id)
@@ -598,6 +605,24 @@ class StateStore:
             if not check_mode:
                 self.save_state(state)
             return "run"
+
+    def take_periodic_check(self, migration_id, options, check_mode=False):
+        """True for the one worker that is to test every database before its site: ``health_check_interval`` (or
+        ``connection_test_interval``) sites of the migration have ended since the last periodic check.  The count
+        (sites completed, failed or timed out) is the migration's, whichever worker ended them."""
+        intervals = [int(options.get(name) or 0) for name in ("health_check_interval", "connection_test_interval")]
+        intervals = [every for every in intervals if every > 0]
+        if not intervals:
+            return False
+        with self.writing(migration_id):
+            state = self.load_state(migration_id)
+            ended = _ended_sites(state)
+            last = state.get("periodic_check_at") or 0
+            due = any(ended // every > last // every for every in intervals)
+            if due and not check_mode:
+                state["periodic_check_at"] = ended
+                self.save_state(state)
+            return due
 
     def end_health_check(self, migration_id, decision, check_mode=False):
         """Record the verdict of this worker's health check (and the stop it decides) for the waiting workers."""

@@ -720,7 +720,8 @@ stopping:
   type: dict
 plan:
   description: The plan of the claimed site for its worker - C(queue) (the site), C(limits) (its seconds),
-    C(phases_done) (the parts an earlier attempt did), C(check_before) (empty) and C(options).
+    C(phases_done) (the parts an earlier attempt did), C(check_before) (the site, when this worker is to run the
+    periodic health check before it, else empty) and C(options).
   returned: claim with worker, when kept
   type: dict
 claims:

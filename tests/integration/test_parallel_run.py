@@ -80,3 +80,21 @@ def test_too_few_forks_for_parallel_are_refused_before_anything_is_written(serve
         assert setup.migration_ids() == [] and setup.lock_files() == {}
     finally:
         setup.drop()
+
+
+def test_parallel_workers_run_the_periodic_health_checks_of_the_whole_migration(servers, tmp_path):
+    """health_check_interval=2 over 6 sites two at a time: a check once 2 and once 4 sites of the migration have
+    ended, each run by one worker only (the one whose claim found it due), none at the start of a batch before."""
+    setup = MigrationSetup(servers, tmp_path, NetworkSpec(url=SOURCE_URL, subdomain=True, sites=6, seed=63,
+                                                          posts_per_site=1))
+    try:
+        run = setup.run("-f", "2", source_env="dev", target_env="uat", parallel=2, health_check_interval=2)
+        assert run.returncode == 0, run.stdout[-4000:]
+        checked = re.findall(r"included: \S*health\.yml for (site-\d+)", run.stdout)
+        assert len(checked) == 2, run.stdout[-6000:]
+        state = setup.state()
+        assert state["status"] == "completed" and state["periodic_check_at"] == 4
+        assert state["health_check"]["status"] == "done" and state["health_check"]["decision"]["action"] == "continue"
+        assert [problem for site_id in range(1, 7) for problem in setup.site_problems(site_id)] == []
+    finally:
+        setup.drop()

@@ -194,6 +194,39 @@ def test_a_worker_claims_only_what_the_run_still_wants(params):
     assert act(params, action="claim", worker=True, migration_id=migration_id, site_id=3)["claimed"] is True
 
 
+def test_a_workers_periodic_check_is_due_once_per_interval_of_ended_sites(params):
+    migration_id = act(params, action="create", source_env="dev", target_env="uat", sites=list(range(1, 8)),
+                       options={"health_check_interval": 2})["migration_id"]
+
+    def claim_checks(site_id):
+        kept = act(params, action="claim", worker=True, migration_id=migration_id, site_id=site_id)
+        assert kept["claimed"] is True, kept
+        act(params, action="release", migration_id=migration_id, site_id=site_id)
+        return kept["plan"]["check_before"] == [site_id]
+
+    def end(site_id, status):
+        act(params, action="site", migration_id=migration_id, site_id=site_id, status="in_progress")
+        act(params, action="site", migration_id=migration_id, site_id=site_id, status=status,
+            **({"failure_class": "site", "error": "broken"} if status != "completed" else {}))
+
+    assert claim_checks(1) is False  # nothing has ended yet
+    end(1, "completed")
+    end(2, "failed")
+    assert claim_checks(3) is True  # two sites ended: this worker checks
+    assert claim_checks(4) is False  # the same two: the check is the first worker's
+    assert act(params, action="claim", worker=True, migration_id=migration_id, site_id=4, check_mode=True)[
+        "plan"]["check_before"] == []
+    end(3, "timeout")
+    assert claim_checks(4) is False  # three ended
+    end(4, "completed")
+    assert act(params, action="claim", worker=True, migration_id=migration_id, site_id=5,
+               check_mode=True)["plan"]["check_before"] == [5]  # due, and check mode records nothing ...
+    assert claim_checks(5) is True  # ... so the real claim still gets it
+    # A resume counts from where it starts.
+    act(params, action="load", migration_id=migration_id)
+    assert claim_checks(6) is False
+
+
 def test_validate_refuses_bad_settings_before_anything_exists(params):
     for given, words in (({"source_env": "dev", "target_env": "dev"}, "both dev"),
                          ({"source_env": "dev", "target_env": "prod"}, "'prod' is not an environment"),
