@@ -98,3 +98,20 @@ def test_parallel_workers_run_the_periodic_health_checks_of_the_whole_migration(
         assert [problem for site_id in range(1, 7) for problem in setup.site_problems(site_id)] == []
     finally:
         setup.drop()
+
+
+def test_a_parallel_run_in_check_mode_writes_nothing_and_says_what_it_would_do(servers, tmp_path):
+    """--check with parallel: the single-command dry run (no migration exists for workers to claim)."""
+    setup = MigrationSetup(servers, tmp_path, NetworkSpec(url=SOURCE_URL, subdomain=True, sites=3, seed=64,
+                                                          posts_per_site=1))
+    try:
+        target_before = setup.target_tables()
+        run = setup.run("--check", "-f", "2", source_env="dev", target_env="uat", parallel=2)
+        assert run.returncode == 0, run.stdout[-4000:]
+        said = " ".join(run.stdout.split())
+        assert "Check mode: nothing was changed and no state was written. A run would migrate 3 sites of dev into " \
+            "uat after the network tables" in said, run.stdout[-4000:]
+        assert setup.migration_ids() == [] and setup.lock_files() == {}
+        assert setup.migration_tables() == [] and setup.target_tables() == target_before
+    finally:
+        setup.drop()
