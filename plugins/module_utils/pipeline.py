@@ -181,6 +181,11 @@ def table_batches(order, sizes, small=None, limit=None):
     return batches
 
 
+def _alone(batch):
+    """The table of a batch of one (errors name it), None for a batch of several."""
+    return batch[0] if len(batch) == 1 else None
+
+
 def work_skip_columns(entries, work):
     """Point ``table.column`` entries at the work copies; bare column names apply to every table."""
     translated = []
@@ -278,7 +283,7 @@ class _TableFlow:
             for batch in self.batches:
                 self._check()
                 loaded = threading.Event()
-                alone = batch[0] if len(batch) == 1 else None
+                alone = _alone(batch)
                 if follow and alone:
                     self._to_replace.put((batch, loaded))
                 with self.timer.step("copy", batch), self._phase_of_errors("copy", alone):
@@ -302,7 +307,7 @@ class _TableFlow:
                 return
             self._check()
             works = [self.work[table] for table in batch]
-            with self.timer.step("stage", batch), self._phase_of_errors("stage", batch[0] if len(batch) == 1 else None):
+            with self.timer.step("stage", batch), self._phase_of_errors("stage", _alone(batch)):
                 staged = p._stage(mig_conn, {work: self.stage_of[work] for work in works},  # pylint: disable=protected-access
                                   counts={work: self.copied[work]["rows"] for work in works}, tgt_conn=tgt_conn)
             self.expected.update(staged)
@@ -326,7 +331,7 @@ class _TableFlow:
                     batch, loaded = item
                     self._check()
                     with self.timer.step("replace", batch), \
-                            self._phase_of_errors("replace", batch[0] if len(batch) == 1 else None, loaded):
+                            self._phase_of_errors("replace", _alone(batch), loaded):
                         self.replace({table: self.work[table] for table in batch}, loaded)
                     while not loaded.wait(0.05):
                         self._check()  # a replace returns after its copy; only a stopped call gets here

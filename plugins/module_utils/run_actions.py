@@ -177,7 +177,8 @@ def check_worker_claim(store, params, result, check_mode=False):
         reason = "site %d is %s in migration %s: nothing to do for it" % (site_id, status, migration_id)
     else:
         # The periodic checks of the single-command loop, counted over the migration: one worker runs each.
-        periodic = store.take_periodic_check(migration_id, options, check_mode=check_mode)
+        periodic = bool(run_policy.check_intervals(options)) and store.take_periodic_check(
+            migration_id, lambda ended, last: run_policy.periodic_check_due(ended, last, options), check_mode=check_mode)
         result["plan"] = {"queue": [site_id], "limits": {str(site_id): planned["limits"][str(site_id)]},
                           "phases_done": {key: value for key, value in planned["phases_done"].items()
                                           if key == str(site_id)},
@@ -213,11 +214,11 @@ def decide(store, params, check_mode=False):
 def conclude(store, params, check_mode=False):
     """Finish the migration with the status the policy gives (the stop's, else from the counters).
 
-    Not while another run still works on it (a site claimed by a live run, another live slice of the same AWX
-    workflow job): after waiting up to ``conclude_wait`` seconds for them, it refuses and changes nothing.
+    Not while another run still works on it (a site claimed by a live run, another live job that shares the run
+    lock): after waiting up to ``conclude_wait`` seconds for them, it refuses and changes nothing.
     """
     wait = params.get("conclude_wait")
-    wait = 60 if wait is None else wait
+    wait = ARGUMENT_SPEC["conclude_wait"]["default"] if wait is None else wait
     if wait < 0:
         raise ConfigError("conclude_wait must be 0 or more seconds, got %d" % wait)
     wait_until = time.monotonic() + wait

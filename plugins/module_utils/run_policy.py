@@ -110,15 +110,21 @@ def site_limit(site_id, large, options):
     return seconds
 
 
+def check_intervals(options):
+    """The site counts of the periodic checks that are on: ``health_check_interval``, ``connection_test_interval``."""
+    intervals = (int(options.get(name) or 0) for name in ("health_check_interval", "connection_test_interval"))
+    return [every for every in intervals if every > 0]
+
+
 def health_check_due(index, options):
     """Whether the periodic health or connection check runs before the site at ``index`` (0-based) of the queue."""
-    if index <= 0:
-        return False
-    for name in ("health_check_interval", "connection_test_interval"):
-        every = int(options.get(name) or 0)
-        if every > 0 and index % every == 0:
-            return True
-    return False
+    return index > 0 and any(index % every == 0 for every in check_intervals(options))
+
+
+def periodic_check_due(ended, last, options):
+    """Whether a worker's periodic check is due: another interval's worth of sites has ended (``ended``, over the
+    whole migration) since the last check (at ``last`` ended sites)."""
+    return any(ended // every > last // every for every in check_intervals(options))
 
 
 # -- failures -------------------------------------------------------------------------------------------------------

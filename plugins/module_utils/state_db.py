@@ -536,9 +536,6 @@ class DatabaseRunLocks:
         # A run that never took a lock or claim has no keeper: judge its process, as the files backend does.
         return identity_is_alive(holder) if verdict is None else verdict
 
-    def _verdict(self, row_holder, share_workflow):
-        return self._judge(row_holder, share_workflow)[0]
-
     def _judge(self, row_holder, share_workflow):
         """(liveness, the holder to name) of a row.
 
@@ -599,7 +596,7 @@ class DatabaseRunLocks:
         if lock is None:
             return None
         verdict, shown = self._judge(lock, True)
-        return dict(lock, **dict(shown, liveness=verdict))
+        return dict(shown, liveness=verdict)
 
     def _take(self, table, where, key, row_holder, share_workflow, force, check_mode, describe):
         """Take the row ``key`` of ``table`` for this run; returns (outcome, previous row's holder with liveness).

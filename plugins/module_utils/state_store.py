@@ -606,19 +606,14 @@ class StateStore:
                 self.save_state(state)
             return "run"
 
-    def take_periodic_check(self, migration_id, options, check_mode=False):
-        """True for the one worker that is to test every database before its site: ``health_check_interval`` (or
-        ``connection_test_interval``) sites of the migration have ended since the last periodic check.  The count
-        (sites completed, failed or timed out) is the migration's, whichever worker ended them."""
-        intervals = [int(options.get(name) or 0) for name in ("health_check_interval", "connection_test_interval")]
-        intervals = [every for every in intervals if every > 0]
-        if not intervals:
-            return False
+    def take_periodic_check(self, migration_id, is_due, check_mode=False):
+        """True for the one worker that is to test every database before its site: when ``is_due(ended, last)`` says
+        so for the sites of the migration that have ended (completed, failed or timed out, whichever worker ended
+        them) and their count at the last periodic check, which this records."""
         with self.writing(migration_id):
             state = self.load_state(migration_id)
             ended = _ended_sites(state)
-            last = state.get("periodic_check_at") or 0
-            due = any(ended // every > last // every for every in intervals)
+            due = is_due(ended, state.get("periodic_check_at") or 0)
             if due and not check_mode:
                 state["periodic_check_at"] = ended
                 self.save_state(state)

@@ -8,6 +8,7 @@ other three of its batch fail with it. The run exits non-zero with the reason an
 it stops one.
 """
 
+import contextlib
 import re
 
 from role_helpers import SOURCE_URL, MigrationSetup, output_of, sites_with_status, wait_for
@@ -19,10 +20,19 @@ SITES = 16
 PARALLEL = 4
 
 
-def test_parallel_run_stops_itself_on_a_target_outage_and_the_resume_completes(outage_servers, tmp_path):
-    setup = MigrationSetup(outage_servers, tmp_path, NetworkSpec(url=SOURCE_URL, subdomain=True, sites=SITES,
-                                                                 seed=61, posts_per_site=1))
+@contextlib.contextmanager
+def small_network(servers, tmp_path, sites, seed):
+    """A subdomain network of ``sites`` one-post sites to migrate on ``servers``, dropped afterwards."""
+    setup = MigrationSetup(servers, tmp_path, NetworkSpec(url=SOURCE_URL, subdomain=True, sites=sites, seed=seed,
+                                                          posts_per_site=1))
     try:
+        yield setup
+    finally:
+        setup.drop()
+
+
+def test_parallel_run_stops_itself_on_a_target_outage_and_the_resume_completes(outage_servers, tmp_path):
+    with small_network(outage_servers, tmp_path, sites=SITES, seed=61) as setup:
         run = setup.start("-f", str(PARALLEL), source_env="dev", target_env="uat", parallel=PARALLEL)
         try:
             wait_for(lambda: len(sites_with_status(setup.state(), "completed")) >= PARALLEL + 1, 300,
@@ -65,29 +75,21 @@ def test_parallel_run_stops_itself_on_a_target_outage_and_the_resume_completes(o
         assert setup.migration_tables() == []
         assert setup.stray_target_tables() == []
         assert setup.lock_files() == {}
-    finally:
-        setup.drop()
 
 
 def test_too_few_forks_for_parallel_are_refused_before_anything_is_written(servers, tmp_path):
-    setup = MigrationSetup(servers, tmp_path, NetworkSpec(url=SOURCE_URL, subdomain=True, sites=2, seed=62,
-                                                          posts_per_site=1))
-    try:
+    with small_network(servers, tmp_path, sites=2, seed=62) as setup:
         run = setup.run("-f", "2", source_env="dev", target_env="uat", parallel=4)
         assert run.returncode != 0
         assert "parallel=4 asks for 4 sites at once, but this run has only 2 forks: run it with -f 4" in \
             " ".join(run.stdout.split()), run.stdout[-4000:]
         assert setup.migration_ids() == [] and setup.lock_files() == {}
-    finally:
-        setup.drop()
 
 
 def test_parallel_workers_run_the_periodic_health_checks_of_the_whole_migration(servers, tmp_path):
     """health_check_interval=2 over 6 sites two at a time: a check once 2 and once 4 sites of the migration have
     ended, each run by one worker only (the one whose claim found it due), none at the start of a batch before."""
-    setup = MigrationSetup(servers, tmp_path, NetworkSpec(url=SOURCE_URL, subdomain=True, sites=6, seed=63,
-                                                          posts_per_site=1))
-    try:
+    with small_network(servers, tmp_path, sites=6, seed=63) as setup:
         run = setup.run("-f", "2", source_env="dev", target_env="uat", parallel=2, health_check_interval=2)
         assert run.returncode == 0, run.stdout[-4000:]
         checked = re.findall(r"included: \S*health\.yml for (site-\d+)", run.stdout)
@@ -96,15 +98,11 @@ def test_parallel_workers_run_the_periodic_health_checks_of_the_whole_migration(
         assert state["status"] == "completed" and state["periodic_check_at"] == 4
         assert state["health_check"]["status"] == "done" and state["health_check"]["decision"]["action"] == "continue"
         assert [problem for site_id in range(1, 7) for problem in setup.site_problems(site_id)] == []
-    finally:
-        setup.drop()
 
 
 def test_a_parallel_run_in_check_mode_writes_nothing_and_says_what_it_would_do(servers, tmp_path):
     """--check with parallel: the single-command dry run (no migration exists for workers to claim)."""
-    setup = MigrationSetup(servers, tmp_path, NetworkSpec(url=SOURCE_URL, subdomain=True, sites=3, seed=64,
-                                                          posts_per_site=1))
-    try:
+    with small_network(servers, tmp_path, sites=3, seed=64) as setup:
         target_before = setup.target_tables()
         run = setup.run("--check", "-f", "2", source_env="dev", target_env="uat", parallel=2)
         assert run.returncode == 0, run.stdout[-4000:]
@@ -113,5 +111,3 @@ def test_a_parallel_run_in_check_mode_writes_nothing_and_says_what_it_would_do(s
             "uat after the network tables" in said, run.stdout[-4000:]
         assert setup.migration_ids() == [] and setup.lock_files() == {}
         assert setup.migration_tables() == [] and setup.target_tables() == target_before
-    finally:
-        setup.drop()
